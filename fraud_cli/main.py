@@ -1,0 +1,84 @@
+"""Entry point of the ``fraud-detector`` console script.
+
+Each area registers its subcommands from its own module (``register(app)``), and imports its heavy
+dependencies inside the command bodies so that ``fraud-detector --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from fraud_cli.errors import UserError, one_line
+
+app = typer.Typer(
+    name="fraud-detector",
+    help="Real-time credit-card fraud detection: warehouse, training, live pipeline, API and dashboard.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Real-time credit-card fraud detection."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from fraud_core import __version__
+
+    typer.echo(__version__)
+
+
+#: Modules that add subcommands, by area. A test checks that every subcommand is there.
+COMMAND_MODULES = (
+    "fraud_cli.db_commands",  # init-db, import
+    "fraud_cli.ml_commands",  # train, evaluate
+    "fraud_cli.source_commands",  # source
+    "fraud_cli.serve_commands",  # serve
+    "fraud_cli.quality_commands",  # quality, retrain
+    "fraud_cli.system_commands",  # up
+)
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a missing dependency inside the module is a real error
+                raise
+            continue
+        module.register(app)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
+
+    from fraud_core.data import DataFormatError
+
+    return (UserError, DataFormatError, ValidationError, OperationalError, FileNotFoundError, PermissionError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; expected errors print one line on stderr and exit 2, usage errors exit 2 too."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _register_all()
+    try:
+        app(args=argv)  # standalone mode: prints usage errors and raises SystemExit
+    except _expected_errors() as exc:
+        typer.echo(f"error: {one_line(exc)}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Settings: one object with nested groups, read from the environment and an optional ``.env``.
+
+Each group reads the conventional variable names (``DATABASE_URL``, ``MLFLOW_TRACKING_URI``,
+``API_URL``, ``HF_MODEL_REPO``, ``SMTP_HOST`` ...). Defaults are embedded so that a fresh clone
+runs on SQLite files under ``var/``; production points ``DATABASE_URL`` at PostgreSQL.
+
+Nothing is read at import: call :func:`get_settings` (cached) and :func:`reset_settings` in tests.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Values that mean "nobody set this secret". Refused outside development.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "changethis", "secret", "dev-only-insecure-key"})
+DEV_CARD_TOKEN_KEY = "dev-only-insecure-key"
+
+_ENV_FILE = ".env"
+
+
+def _var_dir() -> Path:
+    """Where embedded state lives (SQLite files, MLflow store, logs, models)."""
+    import os
+
+    return Path(os.environ.get("FRAUD_VAR_DIR", "var")).resolve()
+
+
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=_ENV_FILE, extra="ignore", case_sensitive=False)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class DatabaseSettings(BaseSettings):
+    """The warehouse. ``DATABASE_URL``: any SQLAlchemy URL; PostgreSQL in production."""
+
+    model_config = _group("DATABASE_")
+
+    url: str = Field(default_factory=lambda: f"sqlite:///{_var_dir() / 'fraud.db'}")
+    pool_size: int = 10
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _normalise_postgres_scheme(cls, value: str) -> str:
+        # Heroku-style URLs say postgres://; SQLAlchemy wants a driver name.
+        if value.startswith("postgres://"):
+            return "postgresql+psycopg2://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg2://" + value.removeprefix("postgresql://")
+        return value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith("postgresql")
+
+
+class MLflowSettings(BaseSettings):
+    """Experiment tracking and the model registry."""
+
+    model_config = _group("MLFLOW_")
+
+    tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{_var_dir() / 'mlflow.db'}")
+    registry_uri: str | None = None
+    experiment_name: str = "fraud-detector"
+    registered_model_name: str = "fraud-detector"
+    artifact_location: str | None = None
+
+
+class SourceSettings(BaseSettings):
+    """The transaction feed the pipeline polls. ``API_URL`` is its base URL."""
+
+    model_config = _group("SOURCE_")
+
+    api_url: str = Field(default="http://127.0.0.1:8100", validation_alias="API_URL")
+    name: str = "feed"
+    timeout_seconds: float = 10.0
+    retries: int = 3
+    retry_backoff_seconds: float = 1.0
+    page_size: int = 1000
+    max_per_run: int = 20_000
+
+
+class HubSettings(BaseSettings):
+    """Hugging Face Hub: a second registry for published model versions."""
+
+    model_config = _group("HF_")
+
+    model_repo: str | None = None
+    token: SecretStr | None = None
+    revision: str | None = None
+    endpoint: str | None = None
+
+
+class SmtpSettings(BaseSettings):
+    """E-mail alerts. Disabled while ``SMTP_HOST`` is empty."""
+
+    model_config = _group("SMTP_")
+
+    host: str | None = None
+    port: int = 587
+    username: str | None = None
+    password: SecretStr | None = None
+    use_tls: bool = False
+    starttls: bool = True
+    timeout_seconds: float = 10.0
+    sender: str = "fraud-alerts@localhost"
+    recipients: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    _split = field_validator("recipients", mode="before")(_split_csv)
+
+
+class WebhookSettings(BaseSettings):
+    """Slack-compatible webhook alerts. Disabled while ``ALERT_WEBHOOK_URL`` is empty."""
+
+    model_config = _group("ALERT_WEBHOOK_")
+
+    url: str | None = None
+    timeout_seconds: float = 5.0
+
+
+class AlertSettings(BaseSettings):
+    model_config = _group("ALERT_")
+
+    max_attempts: int = 5
+    dashboard_url: str = "http://127.0.0.1:8000/dashboard"
+
+
+class SecuritySettings(BaseSettings):
+    """Secrets: the card-token key and optional API keys for scoring."""
+
+    model_config = _group("")
+
+    card_token_key: SecretStr = Field(default=SecretStr(DEV_CARD_TOKEN_KEY), validation_alias="CARD_TOKEN_KEY")
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="API_KEYS")
+
+    _split = field_validator("api_keys", mode="before")(_split_csv)
+
+
+class FeatureSettings(BaseSettings):
+    model_config = _group("FEATURES_")
+
+    #: Labels younger than this may not feed any feature (fraud is confirmed late).
+    label_delay_days: float = 7.0
+    #: How much card history the online path reads (the longest window).
+    history_days: int = 30
+
+
+class ModelSettings(BaseSettings):
+    """Training defaults and where serving finds its model."""
+
+    model_config = _group("MODEL_")
+
+    kind: Literal["hgb", "rf"] = "hgb"
+    validation_weeks: int = 4
+    threshold_strategy: Literal["f1", "alert_budget"] = "f1"
+    alerts_per_day: float | None = None
+    #: Serve this artifact directory instead of the registry's champion (demo, tests).
+    path: Path | None = None
+    reload_check_seconds: float = 10.0
+    #: Where ``fraud-detector train`` writes artifacts by default.
+    artifacts_dir: Path = Field(default_factory=lambda: _var_dir() / "models")
+
+
+class QualitySettings(BaseSettings):
+    """Thresholds of the weekly quality checks: (warn, fail) pairs."""
+
+    model_config = _group("QUALITY_")
+
+    window_days: float = 7.0
+    max_null_rate: float = 0.0
+    max_duplicate_rate: float = 0.0
+    max_rejected_rate_warn: float = 0.01
+    max_rejected_rate_fail: float = 0.05
+    volume_change_warn: float = 0.3
+    volume_change_fail: float = 0.6
+    max_gap_minutes: float = 60.0
+    psi_warn: float = 0.1
+    psi_fail: float = 0.25
+    pr_auc_drop_warn: float = 0.05
+    pr_auc_drop_fail: float = 0.15
+    min_labelled: int = 50
+
+
+class PromotionSettings(BaseSettings):
+    """The gate a challenger passes to become champion."""
+
+    model_config = _group("PROMOTION_")
+
+    max_pr_auc_drop: float = 0.0
+    max_recall_drop: float = 0.01
+    min_pr_auc: float = 0.5
+    min_recall: float = 0.5
+
+
+class PrefectSettings(BaseSettings):
+    model_config = _group("PREFECT_FLOWS_")
+
+    dask_scheduler_address: str | None = None
+    backfill_chunk_days: int = 7
+
+
+class Settings(BaseSettings):
+    """All settings. Build it with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", env_file=_ENV_FILE, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Field(default_factory=_var_dir)
+    log_level: str = "INFO"
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    hub: HubSettings = Field(default_factory=HubSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    flows: PrefectSettings = Field(default_factory=PrefectSettings)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.environment == "development":
+            return self
+        key = self.security.card_token_key.get_secret_value()
+        if key.strip().lower() in PLACEHOLDER_SECRETS or len(key) < 16:
+            raise ValueError(
+                f"CARD_TOKEN_KEY must be set to a real secret (16+ characters) when "
+                f"FRAUD_ENVIRONMENT={self.environment}; it tokenises card numbers"
+            )
+        if self.smtp.password is not None and self.smtp.password.get_secret_value().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(f"SMTP_PASSWORD has a placeholder value in FRAUD_ENVIRONMENT={self.environment}")
+        return self
+
+    def ensure_var_dir(self) -> Path:
+        """Create the embedded state folder (called by commands that write there, never at import)."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        return self.var_dir
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next :func:`get_settings` reads the environment again."""
+    get_settings.cache_clear()
