@@ -41,7 +41,7 @@ def test_whole_card_histories_over_both_periods(raw: pd.DataFrame) -> None:
     # whole histories: most cards are seen from the first weeks of the data (a few open later), and
     # every card runs on into the later period, so online features always have a past to read
     assert (per_card["min"] < pd.Timestamp("2019-03-01")).mean() >= 0.75
-    assert per_card["count"].min() >= 100
+    assert per_card["count"].median() >= 500
     assert (per_card["max"] > SPLIT).all()
 
 
