@@ -74,10 +74,8 @@ def _as_text(series: pd.Series) -> pd.Series:
         # a float card number or zip read from a loose CSV: 1234.0 -> "1234"
         out = series.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
         return out.astype("str").where(series.notna(), None)
-    out = series.astype("object")
-    mask = out.isna()
-    out = out.map(str).str.strip()
-    return out.where(~mask, None)
+    # pandas' "str" dtype keeps missing values missing (object None would become "None")
+    return series.astype("str").str.strip()
 
 
 def _numeric(series: pd.Series) -> pd.Series:
@@ -96,7 +94,9 @@ def _datetime(series: pd.Series) -> pd.Series:
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_convert("UTC").dt.tz_localize(None)
         return out.astype("datetime64[us]")
-    text = series.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    mask = series.isna()
+    # numbers are not dates (pandas would read them as epoch nanoseconds)
+    text = series.astype("object").astype("str").where(~mask, None)
     parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
