@@ -1,0 +1,1 @@
+"""Alembic migrations of the warehouse (run them with :mod:`fraud_core.db.migrate`)."""

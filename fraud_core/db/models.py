@@ -1,0 +1,408 @@
+"""The warehouse tables, one SQLModel family per table.
+
+``XBase`` holds the fields a caller provides, ``X(table=True)`` is the table, ``XCreate`` what a
+writer passes, ``XPublic`` what an API or the dashboard shows. Timestamps are UTC instants
+(:class:`~fraud_core.db.types.UTCDateTime`); enumerations are short strings guarded by CHECK
+constraints rather than native enum types, so that adding a value is a one-line migration on every
+backend.
+
+Uniqueness of ``trans_num``: on PostgreSQL ``transactions`` is range-partitioned by month on
+``event_time``, and a partitioned table can only enforce unique constraints that include the
+partition key, so its primary key is ``(trans_num, event_time)``. That alone would let the same
+``trans_num`` in again with another ``event_time`` (a corrected timestamp, a replayed feed) into
+another partition. The small, non-partitioned ``transaction_keys`` table (``trans_num`` primary key)
+is the registry that makes ``trans_num`` globally unique: the only write path
+(:func:`fraud_core.db.repository.insert_transactions`) inserts a key first and writes the
+transaction only for keys it actually created, in the same database transaction. It also tells in
+which partition a ``trans_num`` lives (its ``event_time``), so a lookup by id can prune partitions.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from fraud_core.db.types import JSONType, UTCDateTime, utcnow
+
+
+class LabelOrigin(StrEnum):
+    FEED = "feed"
+    ANALYST = "analyst"
+    IMPORT = "import"
+
+
+class ScoringRole(StrEnum):
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+
+
+class AlertKind(StrEnum):
+    FRAUD = "fraud"
+    QUALITY = "quality"
+
+
+class AlertStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    GAVE_UP = "gave_up"
+
+
+class QualityStatus(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CRASHED = "crashed"
+    CANCELLED = "cancelled"
+
+
+def _in(column: str, enum: type[StrEnum]) -> str:
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return f"{column} IN ({values})"
+
+
+def _now_default() -> dict[str, Any]:
+    return {"server_default": sa.func.now()}
+
+
+# --------------------------------------------------------------------------------------------
+# transactions
+
+
+class TransactionBase(SQLModel):
+    """A transaction in the canonical schema (no card number, no names, no street)."""
+
+    trans_num: str = Field(max_length=64)
+    card_id: str = Field(max_length=64)
+    card_last4: str = Field(max_length=4)
+    event_time: datetime = Field(sa_type=UTCDateTime)
+    amount: float
+    category: str
+    merchant: str
+    merch_lat: float
+    merch_long: float
+    gender: str = Field(max_length=1)
+    dob: date
+    city: str
+    state: str
+    zip: int
+    lat: float
+    long: float
+    city_pop: int = Field(sa_type=sa.BigInteger)
+    job: str
+
+
+class Transaction(TransactionBase, table=True):
+    """The ``transactions`` table, partitioned by month of ``event_time`` on PostgreSQL."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        # "Recent history of these cards": the features' main query.
+        sa.Index("ix_transactions_card_id_event_time", "card_id", "event_time"),
+        sa.Index("ix_transactions_event_time", "event_time"),
+        {"postgresql_partition_by": "RANGE (event_time)"},
+    )
+
+    trans_num: str = Field(primary_key=True, max_length=64)
+    event_time: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    source: str = Field(default="import", max_length=64)
+    ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+
+
+class TransactionKey(SQLModel, table=True):
+    """The registry that keeps ``trans_num`` unique across partitions (see the module docstring)."""
+
+    __tablename__ = "transaction_keys"
+
+    trans_num: str = Field(primary_key=True, max_length=64)
+    event_time: datetime = Field(sa_type=UTCDateTime)
+
+
+class TransactionPublic(SQLModel):
+    """A transaction as people see it: the card masked, no token, no customer details."""
+
+    trans_num: str
+    card_last4: str
+    event_time: datetime
+    amount: float
+    category: str
+    merchant: str
+    city: str
+    state: str
+    source: str
+
+
+# --------------------------------------------------------------------------------------------
+# labels
+
+
+class LabelBase(SQLModel):
+    """Whether a transaction was fraud, said by the feed, an analyst or an imported file."""
+
+    trans_num: str = Field(max_length=64)
+    is_fraud: bool
+    origin: str = Field(max_length=16)
+    labelled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    analyst: str | None = Field(default=None, max_length=128)
+    note: str | None = None
+
+
+class Label(LabelBase, table=True):
+    """One label per ``(trans_num, origin)``; a newer one from the same origin replaces it."""
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        sa.UniqueConstraint("trans_num", "origin", name="uq_labels_trans_num_origin"),
+        sa.CheckConstraint(_in("origin", LabelOrigin), name="ck_labels_origin"),
+        sa.Index("ix_labels_labelled_at", "labelled_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class LabelCreate(LabelBase):
+    pass
+
+
+class LabelPublic(LabelBase):
+    id: int
+
+
+# --------------------------------------------------------------------------------------------
+# predictions
+
+
+class PredictionBase(SQLModel):
+    """One model's score for one transaction."""
+
+    trans_num: str = Field(max_length=64)
+    model_version: str = Field(max_length=128)
+    role: str = Field(default=ScoringRole.CHAMPION.value, max_length=16)
+    score: float
+    threshold: float
+    decision: bool
+    risk_level: str = Field(max_length=16)
+    reasons: list[Any] = Field(default_factory=list, sa_type=JSONType)
+    scored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    latency_ms: float | None = None
+
+
+class Prediction(PredictionBase, table=True):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        sa.UniqueConstraint("trans_num", "model_version", "role", name="uq_predictions_trans_num_model_role"),
+        sa.CheckConstraint(_in("role", ScoringRole), name="ck_predictions_role"),
+        sa.Index("ix_predictions_scored_at", "scored_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class PredictionCreate(PredictionBase):
+    pass
+
+
+class PredictionPublic(PredictionBase):
+    id: int
+
+
+# --------------------------------------------------------------------------------------------
+# alerts
+
+
+class AlertBase(SQLModel):
+    """Something to tell people about: a flagged transaction or a failing quality report."""
+
+    kind: str = Field(max_length=16)
+    #: What the alert is about: a trans_num (fraud) or a report id (quality). One alert per subject.
+    subject: str = Field(max_length=128)
+    card_last4: str | None = Field(default=None, max_length=4)
+    amount: float | None = None
+    score: float | None = None
+    message: str = ""
+
+
+class Alert(AlertBase, table=True):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "subject", name="uq_alerts_kind_subject"),
+        sa.CheckConstraint(_in("kind", AlertKind), name="ck_alerts_kind"),
+        sa.CheckConstraint(_in("status", AlertStatus), name="ck_alerts_status"),
+        sa.Index("ix_alerts_status_created_at", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default=AlertStatus.PENDING.value, max_length=16)
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: Per-channel outcome, e.g. ``{"email": "sent", "webhook": "failed"}``.
+    channels: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+
+
+class AlertCreate(AlertBase):
+    pass
+
+
+class AlertPublic(AlertBase):
+    id: int
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    channels: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# model versions
+
+
+class ModelVersionBase(SQLModel):
+    """A trained model, as the registry and the dashboard know it."""
+
+    name: str = Field(max_length=128)
+    version: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    threshold: float
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    train_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    train_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    artifact_uri: str | None = None
+    hub_revision: str | None = Field(default=None, max_length=128)
+    #: ``champion``, ``challenger`` or none; at most one version of a name holds an alias.
+    alias: str | None = Field(default=None, max_length=32)
+
+
+class ModelVersion(ModelVersionBase, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (sa.UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+
+
+class ModelVersionCreate(ModelVersionBase):
+    pass
+
+
+class ModelVersionPublic(ModelVersionBase):
+    id: int
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# quality reports
+
+
+class QualityReportBase(SQLModel):
+    window_start: datetime = Field(sa_type=UTCDateTime)
+    window_end: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(max_length=8)
+    checks: list[Any] = Field(default_factory=list, sa_type=JSONType)
+    markdown: str = ""
+
+
+class QualityReport(QualityReportBase, table=True):
+    __tablename__ = "quality_reports"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", QualityStatus), name="ck_quality_reports_status"),
+        sa.Index("ix_quality_reports_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+
+
+class QualityReportCreate(QualityReportBase):
+    pass
+
+
+class QualityReportPublic(QualityReportBase):
+    id: int
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# source cursors, rejected records, pipeline runs
+
+
+class SourceCursor(SQLModel, table=True):
+    """How far the pipeline has read a source's transactions and labels (opaque cursor strings)."""
+
+    __tablename__ = "source_cursors"
+
+    source: str = Field(primary_key=True, max_length=64)
+    transactions_cursor: str | None = None
+    labels_cursor: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+
+
+class RejectedRecord(SQLModel, table=True):
+    """A row that failed validation, kept for the quality report. The payload never holds cc_num."""
+
+    __tablename__ = "rejected_records"
+    __table_args__ = (sa.Index("ix_rejected_records_received_at", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    row_number: int | None = None
+    trans_num: str | None = None
+    field: str
+    reason: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+
+
+class PipelineRunBase(SQLModel):
+    flow_run_id: str = Field(max_length=64)
+    flow_name: str = Field(max_length=128)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default=RunStatus.RUNNING.value, max_length=16)
+    #: ``extracted``, ``loaded``, ``scored``, ``flagged`` ... whatever the flow counts.
+    counts: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    error: str | None = None
+
+
+class PipelineRun(PipelineRunBase, table=True):
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        sa.UniqueConstraint("flow_run_id", name="uq_pipeline_runs_flow_run_id"),
+        sa.CheckConstraint(_in("status", RunStatus), name="ck_pipeline_runs_status"),
+        sa.Index("ix_pipeline_runs_flow_name_started_at", "flow_name", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class PipelineRunPublic(PipelineRunBase):
+    id: int
+
+
+#: Every table this module defines, children first where it matters for truncation order.
+TABLES: tuple[type[SQLModel], ...] = (
+    Transaction,
+    TransactionKey,
+    Label,
+    Prediction,
+    Alert,
+    ModelVersion,
+    QualityReport,
+    SourceCursor,
+    RejectedRecord,
+    PipelineRun,
+)
