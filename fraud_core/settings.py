@@ -189,6 +189,19 @@ class QualitySettings(BaseSettings):
     pr_auc_drop_warn: float = 0.05
     pr_auc_drop_fail: float = 0.15
     min_labelled: int = 50
+    #: Where the default window ends: the wall clock, or the newest stored transaction (replays).
+    window_anchor: Literal["now", "latest"] = "now"
+    max_out_of_range_rate: float = 0.0
+    #: Drops of precision, recall, F1 and card precision@100 (noisier than PR-AUC at a threshold).
+    metric_drop_warn: float = 0.10
+    metric_drop_fail: float = 0.25
+    min_run_success_rate_warn: float = 0.95
+    min_run_success_rate_fail: float = 0.80
+    max_run_gap_minutes: float = 30.0
+    latency_p50_max_seconds: float = 120.0
+    latency_p95_max_seconds: float = 600.0
+    #: ETL flow whose runs the pipeline-health checks read from ``pipeline_runs``.
+    etl_flow_name: str = "etl-and-predict"
 
 
 class PromotionSettings(BaseSettings):
