@@ -1,0 +1,1 @@
+"""Data-quality, drift, model-performance and pipeline-health checks, and the weekly report."""
