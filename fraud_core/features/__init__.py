@@ -1,0 +1,57 @@
+"""Point-in-time features: one code path for training, the live flow and ``/predict``.
+
+* :func:`build_features`: a whole frame at once (training, evaluation, backfills).
+* :func:`build_online_features`: new transactions plus their cards' history from the warehouse
+  (:func:`history_window` says which history; :func:`fraud_core.db.history.fetch_card_history`
+  reads it with one query). It runs :func:`build_features` on the union, so values are identical.
+"""
+
+from __future__ import annotations
+
+from fraud_core.features.build import (
+    LABEL_EVENT_COLUMNS,
+    build_features,
+    empty_label_events,
+    label_delay_seconds,
+    label_events_from_frame,
+)
+from fraud_core.features.definitions import (
+    CATEGORICAL_FEATURES,
+    FEATURE_COLUMNS,
+    FEATURE_DESCRIPTIONS,
+    INPUT_COLUMNS,
+    MAX_WINDOW_SECONDS,
+    NUMERIC_FEATURES,
+    WINDOWS,
+    describe,
+)
+from fraud_core.features.online import (
+    HistoryWindow,
+    build_online_features,
+    history_window,
+    normalise_label_events,
+    select_card_history,
+    select_label_events,
+)
+
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "FEATURE_COLUMNS",
+    "FEATURE_DESCRIPTIONS",
+    "INPUT_COLUMNS",
+    "LABEL_EVENT_COLUMNS",
+    "MAX_WINDOW_SECONDS",
+    "NUMERIC_FEATURES",
+    "WINDOWS",
+    "HistoryWindow",
+    "build_features",
+    "build_online_features",
+    "describe",
+    "empty_label_events",
+    "history_window",
+    "label_delay_seconds",
+    "label_events_from_frame",
+    "normalise_label_events",
+    "select_card_history",
+    "select_label_events",
+]
