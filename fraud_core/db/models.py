@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -406,3 +406,8 @@ TABLES: tuple[type[SQLModel], ...] = (
     RejectedRecord,
     PipelineRun,
 )
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table behind a table model (typed, for statements built with SQLAlchemy Core)."""
+    return cast(sa.Table, cast(Any, model).__table__)

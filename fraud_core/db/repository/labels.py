@@ -1,0 +1,195 @@
+"""Labels: whether a transaction was fraud, from the feed, an analyst or an imported file.
+
+One label per ``(trans_num, origin)``; a newer label from the same origin replaces the older one.
+When several origins disagree, the *effective* label prefers the analyst, then the feed, then an
+import (:data:`ORIGIN_PRIORITY`).
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import datetime
+from typing import Any, cast
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from fraud_core.db.models import Label, LabelOrigin, table_of
+from fraud_core.db.repository._common import dialect_name, native, upsert_insert
+from fraud_core.db.types import as_utc, utcnow
+
+#: Which origin wins when several labelled the same transaction (lower wins).
+ORIGIN_PRIORITY: dict[str, int] = {LabelOrigin.ANALYST.value: 0, LabelOrigin.FEED.value: 1, LabelOrigin.IMPORT.value: 2}
+
+_LABEL_COLUMNS = ("trans_num", "is_fraud", "origin", "labelled_at", "analyst", "note")
+
+
+def _prepare(
+    frame: pd.DataFrame, origin: str, labelled_at: datetime | None, analyst: str | None, note: str | None
+) -> pd.DataFrame:
+    if origin not in ORIGIN_PRIORITY:
+        raise ValueError(f"unknown label origin {origin!r}; expected one of {', '.join(ORIGIN_PRIORITY)}")
+    for column in ("trans_num", "is_fraud"):
+        if column not in frame.columns:
+            raise ValueError(f"labels need a {column!r} column")
+    known = frame[frame["is_fraud"].notna()]
+    out = pd.DataFrame({"trans_num": known["trans_num"].astype("str").to_numpy()})
+    out["is_fraud"] = known["is_fraud"].astype("int64").astype(bool).to_numpy()
+    out["origin"] = origin
+    if "labelled_at" in known.columns:
+        stamps = pd.to_datetime(known["labelled_at"], utc=True, format="mixed")
+        fallback = pd.Timestamp(as_utc(labelled_at or utcnow()))
+        out["labelled_at"] = stamps.fillna(fallback).to_numpy()
+    else:
+        out["labelled_at"] = pd.Timestamp(as_utc(labelled_at or utcnow()))
+    for column, default in (("analyst", analyst), ("note", note)):
+        out[column] = known[column].to_numpy() if column in known.columns else default
+    # The last label for a trans_num in one batch wins (ON CONFLICT cannot touch a row twice).
+    return out.drop_duplicates("trans_num", keep="last").reset_index(drop=True)
+
+
+def _copy_upsert(session: Session, frame: pd.DataFrame) -> int:
+    connection = session.connection()
+    dbapi: Any = connection.connection.dbapi_connection
+    assert dbapi is not None
+    stage = f"_stage_labels_{uuid.uuid4().hex[:12]}"
+    columns = ", ".join(_LABEL_COLUMNS)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(frame["trans_num"], type=pa.string()),
+            pa.array(frame["is_fraud"], type=pa.bool_()),
+            pa.array(frame["origin"], type=pa.string()),
+            pa.array(pd.to_datetime(frame["labelled_at"], utc=True), type=pa.timestamp("us", tz="UTC")),
+            pa.array(frame["analyst"], type=pa.string(), from_pandas=True),
+            pa.array(frame["note"], type=pa.string(), from_pandas=True),
+        ],
+        names=list(_LABEL_COLUMNS),
+    )
+    buffer = io.BytesIO()
+    pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
+    buffer.seek(0)
+    with dbapi.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns} FROM labels WITH NO DATA")
+        cursor.copy_expert(f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.execute(
+            f"INSERT INTO labels ({columns}) SELECT {columns} FROM {stage} "
+            "ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
+            "labelled_at = excluded.labelled_at, analyst = excluded.analyst, note = excluded.note "
+            "WHERE (labels.is_fraud, labels.analyst, labels.note) "
+            "IS DISTINCT FROM (excluded.is_fraud, excluded.analyst, excluded.note)"
+        )
+        written = cursor.rowcount
+        cursor.execute(f"DROP TABLE {stage}")
+    return int(written)
+
+
+def _statement_upsert(session: Session, frame: pd.DataFrame) -> int:
+    insert = upsert_insert(session, table_of(Label))
+    excluded = insert.excluded
+    table = table_of(Label)
+    statement = insert.on_conflict_do_update(
+        index_elements=["trans_num", "origin"],
+        set_={c: excluded[c] for c in ("is_fraud", "labelled_at", "analyst", "note")},
+        where=sa.or_(
+            table.c.is_fraud.is_distinct_from(excluded.is_fraud),
+            table.c.analyst.is_distinct_from(excluded.analyst),
+            table.c.note.is_distinct_from(excluded.note),
+        ),
+    )
+    rows = [
+        {
+            "trans_num": r.trans_num,
+            "is_fraud": bool(r.is_fraud),
+            "origin": r.origin,
+            "labelled_at": as_utc(cast(Any, r.labelled_at)),
+            "analyst": native(r.analyst),
+            "note": native(r.note),
+        }
+        for r in frame.itertuples(index=False)
+    ]
+    written = 0
+    for start in range(0, len(rows), 5_000):
+        result: Any = session.execute(statement, rows[start : start + 5_000])
+        written += max(int(result.rowcount or 0), 0)
+    return written
+
+
+def upsert_labels(
+    frame: pd.DataFrame,
+    *,
+    session: Session,
+    origin: str,
+    labelled_at: datetime | None = None,
+    analyst: str | None = None,
+    note: str | None = None,
+) -> int:
+    """Insert labels, replacing an existing label of the same origin when it says something else.
+
+    Args:
+        frame: ``trans_num`` and ``is_fraud`` (0/1 or bool; missing values are skipped), optionally
+            ``labelled_at``, ``analyst``, ``note`` per row.
+        session: the caller's session; not committed here.
+        origin: ``feed``, ``analyst`` or ``import``.
+        labelled_at: when the labels arrived, for rows without their own; defaults to now.
+        analyst: who labelled, for rows without their own.
+        note: a remark, for rows without their own.
+
+    Returns:
+        How many labels were inserted or changed (an identical label already stored is not
+        counted, and keeps its ``labelled_at``).
+    """
+    prepared = _prepare(frame, origin, labelled_at, analyst, note)
+    if prepared.empty:
+        return 0
+    if dialect_name(session) == "postgresql" and len(prepared) > 1_000:
+        return _copy_upsert(session, prepared)
+    return _statement_upsert(session, prepared)
+
+
+def get_labels(trans_num: str, *, session: Session) -> list[Label]:
+    """Every label of one transaction, the effective one first."""
+    labels = list(session.exec(select(Label).where(Label.trans_num == trans_num)).all())
+    return sorted(labels, key=lambda lab: (ORIGIN_PRIORITY.get(lab.origin, 99), -as_utc(lab.labelled_at).timestamp()))
+
+
+def effective_label_expr(trans_num: Any) -> Any:
+    """A correlated scalar subquery: the effective ``is_fraud`` of ``trans_num`` (NULL when unlabelled).
+
+    Cheap per row (the unique index on ``(trans_num, origin)``), so it suits windows of a few days
+    to a few months.
+    """
+    table = table_of(Label)
+    priority = sa.case(*[(table.c.origin == o, p) for o, p in ORIGIN_PRIORITY.items()], else_=99)
+    return (
+        sa.select(table.c.is_fraud)
+        .where(table.c.trans_num == trans_num)
+        .order_by(priority, table.c.labelled_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def record_verdict(trans_num: str, is_fraud: bool, *, session: Session, analyst: str, note: str | None = None) -> Label:
+    """An analyst's verdict on a transaction (a label with origin ``analyst``; a new verdict replaces the old).
+
+    Args:
+        trans_num: the transaction.
+        is_fraud: the verdict.
+        session: the caller's session; not committed here.
+        analyst: who decided.
+        note: why, optionally.
+
+    Returns:
+        The stored label.
+    """
+    frame = pd.DataFrame({"trans_num": [trans_num], "is_fraud": [bool(is_fraud)]})
+    upsert_labels(frame, session=session, origin=LabelOrigin.ANALYST.value, analyst=analyst, note=note)
+    label = session.exec(
+        select(Label).where(Label.trans_num == trans_num, Label.origin == LabelOrigin.ANALYST.value)
+    ).one()
+    session.refresh(label)
+    return label

@@ -1,0 +1,85 @@
+"""Model scores, one per ``(trans_num, model_version, role)``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlmodel import Session, SQLModel, select
+
+from fraud_core.db.models import Prediction, ScoringRole, table_of
+from fraud_core.db.repository._common import jsonable, records, upsert_insert
+from fraud_core.db.types import as_utc, utcnow
+
+_COLUMNS = (
+    "trans_num",
+    "model_version",
+    "role",
+    "score",
+    "threshold",
+    "decision",
+    "risk_level",
+    "reasons",
+    "scored_at",
+    "latency_ms",
+)
+
+
+def insert_predictions(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLModel], *, session: Session) -> int:
+    """Store scores; a score already stored for the same transaction, model version and role is kept.
+
+    Args:
+        rows: a frame or records with ``trans_num, model_version, score, threshold, decision,
+            risk_level`` and optionally ``role`` (default champion), ``reasons`` (a JSON list),
+            ``scored_at`` (default now) and ``latency_ms``.
+        session: the caller's session; not committed here.
+
+    Returns:
+        How many were inserted.
+    """
+    data = records(rows)
+    if not data:
+        return 0
+    now = utcnow()
+    prepared = []
+    for row in data:
+        item: dict[str, Any] = {c: row.get(c) for c in _COLUMNS}
+        item["role"] = item["role"] or ScoringRole.CHAMPION.value
+        item["reasons"] = jsonable(item["reasons"]) if item["reasons"] is not None else []
+        item["scored_at"] = as_utc(item["scored_at"]) if item["scored_at"] is not None else now
+        item["decision"] = bool(item["decision"])
+        item["score"] = float(item["score"])
+        item["threshold"] = float(item["threshold"])
+        prepared.append(item)
+    statement = upsert_insert(session, table_of(Prediction)).on_conflict_do_nothing(
+        index_elements=["trans_num", "model_version", "role"]
+    )
+    inserted = 0
+    for start in range(0, len(prepared), 5_000):
+        result: Any = session.execute(statement, prepared[start : start + 5_000])
+        inserted += max(int(result.rowcount or 0), 0)
+    return inserted
+
+
+def get_predictions(trans_num: str, *, session: Session) -> list[Prediction]:
+    """Every score of one transaction (all model versions and roles), newest first."""
+    statement = select(Prediction).where(Prediction.trans_num == trans_num).order_by(Prediction.scored_at.desc())  # type: ignore[attr-defined]
+    return list(session.exec(statement).all())
+
+
+def unscored_trans_nums(
+    trans_nums: Sequence[str], *, session: Session, model_version: str, role: str = "champion"
+) -> list[str]:
+    """Those of ``trans_nums`` that this model version has not scored yet in this role (input order)."""
+    wanted = list(dict.fromkeys(trans_nums))
+    scored: set[str] = set()
+    for start in range(0, len(wanted), 1000):
+        batch = wanted[start : start + 1000]
+        statement = select(Prediction.trans_num).where(
+            Prediction.trans_num.in_(batch),  # type: ignore[attr-defined]
+            Prediction.model_version == model_version,
+            Prediction.role == role,
+        )
+        scored.update(session.exec(statement).all())
+    return [t for t in wanted if t not in scored]

@@ -1,0 +1,248 @@
+"""Writing and reading transactions.
+
+The write path is the only one that keeps ``trans_num`` unique across partitions: a key goes into
+``transaction_keys`` first, and the transaction only for keys this call created (see
+:mod:`fraud_core.db.models`).
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from sqlalchemy import select, text
+from sqlmodel import Session, col
+
+from fraud_core.db.models import Transaction, TransactionKey, table_of
+from fraud_core.db.partitions import ensure_partitions, months_of
+from fraud_core.db.repository._common import dialect_name, records, upsert_insert
+from fraud_core.db.types import as_utc, to_naive_utc
+from fraud_core.schema import CANONICAL_COLUMNS
+
+#: What ``insert_transactions`` writes, in table order (``ingested_at`` takes its default).
+STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
+
+#: Rows per COPY round trip on PostgreSQL: large enough to amortise, small enough for memory.
+COPY_CHUNK_ROWS = 100_000
+_SQLITE_CHUNK_ROWS = 5_000
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "event_time": pa.timestamp("us", tz="UTC"),
+    "dob": pa.date32(),
+    "amount": pa.float64(),
+    "merch_lat": pa.float64(),
+    "merch_long": pa.float64(),
+    "lat": pa.float64(),
+    "long": pa.float64(),
+    "zip": pa.int64(),
+    "city_pop": pa.int64(),
+}
+
+
+def _prepare(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
+    missing = [c for c in CANONICAL_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"not a canonical frame: missing column(s) {', '.join(missing)}")
+    out = frame.loc[:, list(CANONICAL_COLUMNS)].copy()
+    if source is not None:
+        out["source"] = source
+    elif "source" in frame.columns:
+        out["source"] = frame["source"].astype("str").to_numpy()
+    else:
+        raise ValueError("say where the rows come from: pass source= or give the frame a 'source' column")
+    out["event_time"] = to_naive_utc(out["event_time"])
+    out["dob"] = pd.to_datetime(out["dob"]).astype("datetime64[us]").dt.normalize()
+    # A trans_num seen twice in one batch: the first wins, as in the reader.
+    return out.drop_duplicates("trans_num", keep="first").reset_index(drop=True)
+
+
+def _to_csv(frame: pd.DataFrame) -> io.BytesIO:
+    arrays = []
+    for column in STORED_COLUMNS:
+        values = frame[column]
+        if column in ("event_time", "dob"):
+            naive = pa.array(values.to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
+            arr = naive.cast(_ARROW_TYPES[column])
+        elif column in _ARROW_TYPES:
+            arr = pa.array(values, type=_ARROW_TYPES[column], from_pandas=True)
+        else:
+            arr = pa.array(values.astype("str"), type=pa.string())
+        arrays.append(arr)
+    table = pa.Table.from_arrays(arrays, names=list(STORED_COLUMNS))
+    buffer = io.BytesIO()
+    pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, batch_size=65_536))
+    buffer.seek(0)
+    return buffer
+
+
+def _insert_postgres(session: Session, frame: pd.DataFrame) -> list[str]:
+    connection = session.connection()
+    ensure_partitions(connection, months_of(frame["event_time"]))
+    stage = f"_stage_transactions_{uuid.uuid4().hex[:12]}"
+    columns = ", ".join(STORED_COLUMNS)
+    selected = ", ".join(f"s.{c}" for c in STORED_COLUMNS)
+    inserted: list[str] = []
+    dbapi: Any = connection.connection.dbapi_connection
+    assert dbapi is not None
+    with dbapi.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns} FROM transactions WITH NO DATA")
+        for start in range(0, len(frame), COPY_CHUNK_ROWS):
+            chunk = frame.iloc[start : start + COPY_CHUNK_ROWS]
+            cursor.copy_expert(f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", _to_csv(chunk))
+            # The key goes in first; only rows whose key this statement created are stored, so a
+            # trans_num already present (in any month) is skipped even if its event_time differs.
+            cursor.execute(
+                f"WITH new_keys AS ("
+                f"  INSERT INTO transaction_keys (trans_num, event_time) "
+                f"  SELECT trans_num, event_time FROM {stage} "
+                f"  ON CONFLICT (trans_num) DO NOTHING RETURNING trans_num"
+                f") "
+                f"INSERT INTO transactions ({columns}) "
+                f"SELECT {selected} FROM {stage} s JOIN new_keys k ON k.trans_num = s.trans_num "
+                f"RETURNING trans_num"
+            )
+            inserted.extend(row[0] for row in cursor.fetchall())
+            cursor.execute(f"TRUNCATE {stage}")
+        cursor.execute(f"DROP TABLE {stage}")
+    return inserted
+
+
+def _insert_generic(session: Session, frame: pd.DataFrame) -> list[str]:
+    keys_insert = upsert_insert(session, table_of(TransactionKey))
+    inserted: list[str] = []
+    for start in range(0, len(frame), _SQLITE_CHUNK_ROWS):
+        chunk = frame.iloc[start : start + _SQLITE_CHUNK_ROWS]
+        rows = records(chunk)
+        for row in rows:
+            row["dob"] = row["dob"].date()
+        keys = [{"trans_num": r["trans_num"], "event_time": r["event_time"]} for r in rows]
+        # The write comes first, so SQLite takes its write lock before we learn which keys are new.
+        result = session.execute(
+            keys_insert.on_conflict_do_nothing(index_elements=["trans_num"]).returning(TransactionKey.trans_num),
+            keys,
+        )
+        new = {row[0] for row in result}
+        fresh = [r for r in rows if r["trans_num"] in new]
+        if fresh:
+            session.execute(table_of(Transaction).insert(), fresh)
+        inserted.extend(r["trans_num"] for r in fresh)
+    return inserted
+
+
+def insert_transactions(frame: pd.DataFrame, *, session: Session, source: str | None = None) -> list[str]:
+    """Store a canonical frame, idempotently on ``trans_num``.
+
+    PostgreSQL: creates the monthly partitions the rows need, ``COPY``-s them into a temporary
+    staging table and inserts with ``ON CONFLICT DO NOTHING``. SQLite: batched ``INSERT ... ON
+    CONFLICT DO NOTHING``. Either way a ``trans_num`` already stored, with any ``event_time``, is
+    skipped, and within the frame the first occurrence wins. Extra columns (``is_fraud`` ...) are
+    ignored: labels go through :func:`~fraud_core.db.repository.upsert_labels`.
+
+    Args:
+        frame: ``CANONICAL_COLUMNS`` (naive-UTC or aware ``event_time``).
+        session: the caller's session; not committed here.
+        source: where the rows come from (``feed``, ``import`` ...); defaults to the frame's
+            ``source`` column.
+
+    Returns:
+        The ``trans_num`` of the rows actually inserted, in frame order on SQLite and in
+        insertion order on PostgreSQL.
+
+    Raises:
+        ValueError: canonical columns are missing, or no source is known.
+    """
+    if frame.empty:
+        return []
+    prepared = _prepare(frame, source)
+    if dialect_name(session) == "postgresql":
+        return _insert_postgres(session, prepared)
+    return _insert_generic(session, prepared)
+
+
+def _read_frame(session: Session, statement: Any) -> pd.DataFrame:
+    result = session.execute(statement)
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return frame
+
+
+def to_canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give rows loaded from ``transactions`` the reader's conventions (naive-UTC times, dtypes)."""
+    from fraud_core.data import coerce_canonical_dtypes
+
+    return coerce_canonical_dtypes(frame)
+
+
+def get_transactions(trans_nums: Sequence[str], *, session: Session) -> pd.DataFrame:
+    """The stored transactions with these ids, as a canonical frame (plus ``source``, ``ingested_at``).
+
+    Args:
+        trans_nums: ids to look up; unknown ones are left out.
+        session: the caller's session.
+    """
+    wanted = list(dict.fromkeys(trans_nums))
+    frames = []
+    for start in range(0, len(wanted), 1000):
+        batch = wanted[start : start + 1000]
+        # Join through the key registry so PostgreSQL can prune partitions by event_time.
+        statement = (
+            select(Transaction)
+            .join(
+                TransactionKey,
+                (col(TransactionKey.trans_num) == col(Transaction.trans_num))
+                & (col(TransactionKey.event_time) == col(Transaction.event_time)),
+            )
+            .where(col(TransactionKey.trans_num).in_(batch))
+        )
+        rows = session.execute(statement).scalars().all()
+        frames.append(pd.DataFrame([row.model_dump() for row in rows]))
+    non_empty = [f for f in frames if not f.empty]
+    if not non_empty:
+        return pd.DataFrame(columns=[*CANONICAL_COLUMNS, "source", "ingested_at"])
+    out = pd.concat(non_empty, ignore_index=True)
+    out = to_canonical_frame(out)
+    out["ingested_at"] = to_naive_utc(out["ingested_at"])
+    ordered = [*CANONICAL_COLUMNS, "source", "ingested_at"]
+    return out.loc[:, ordered]
+
+
+def transactions_between(
+    start: datetime, end: datetime, *, session: Session, card_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Transactions with ``start <= event_time < end`` (optionally of some cards), canonical, by time.
+
+    Args:
+        start: inclusive lower bound (naive means UTC).
+        end: exclusive upper bound (naive means UTC).
+        session: the caller's session.
+        card_ids: keep only these cards.
+    """
+    table = table_of(Transaction)
+    statement = select(*[table.c[c] for c in (*CANONICAL_COLUMNS, "source")]).where(
+        table.c.event_time >= as_utc(start), table.c.event_time < as_utc(end)
+    )
+    if card_ids is not None:
+        statement = statement.where(table.c.card_id.in_(list(card_ids)))
+    statement = statement.order_by(table.c.event_time, table.c.trans_num)
+    frame = _read_frame(session, statement)
+    if frame.empty:
+        return pd.DataFrame(columns=[*CANONICAL_COLUMNS, "source"])
+    return to_canonical_frame(frame)
+
+
+def count_transactions(*, session: Session) -> int:
+    """How many transactions are stored."""
+    return int(session.execute(text("SELECT count(*) FROM transaction_keys")).scalar_one())
+
+
+def latest_event_time(*, session: Session) -> datetime | None:
+    """The newest ``event_time`` stored (aware UTC), or ``None`` when the table is empty."""
+    # transactions has an index on event_time (per partition); the key registry does not.
+    value = session.execute(select(col(Transaction.event_time)).order_by(col(Transaction.event_time).desc()).limit(1))
+    found = value.scalar_one_or_none()
+    return as_utc(found) if found is not None else None
