@@ -60,13 +60,14 @@ class SmtpSink:
         self.port = free_port()
         self._controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
         with self._lock:
             self.messages.append(message_from_bytes(envelope.content))
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(self, *args: Any) -> AuthResult:
+        auth_data = args[-1]  # (server, session, envelope, mechanism, auth_data)
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login.decode() == self.username
