@@ -1,0 +1,3 @@
+"""The Panel dashboard, mounted in the web app at ``/dashboard/``."""
+
+from __future__ import annotations

@@ -1,0 +1,137 @@
+"""The dashboard's only door to the warehouse: one method per view, each one repository call.
+
+Views never hold SQL; they call these methods, which open one short :func:`session_scope` each and
+call :mod:`fraud_core.db.repository`. Everything here is synchronous; the views run it in a worker
+thread so that a slow query never stalls the server's event loop (and ``/predict`` with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from fraud_core.db.repository import DailyKpis
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """What the Live view shows: the day's KPIs and the latest scored transactions."""
+
+    day: date | None
+    kpis: DailyKpis | None
+    latest: pd.DataFrame
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySnapshot:
+    """The latest quality report (``None`` fields: no report yet)."""
+
+    created_at: datetime | None
+    status: str | None
+    window_start: datetime | None
+    window_end: datetime | None
+    markdown: str
+    checks: list[Any]
+
+
+class DashboardData:
+    """Repository reads for the views, against one engine."""
+
+    def __init__(self, engine_getter: Any) -> None:
+        """Args: engine_getter: a callable returning the (started) app's engine."""
+        self._engine_getter = engine_getter
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine_getter()  # type: ignore[no-any-return]
+
+    def _session(self) -> Any:
+        from fraud_core.db import session_scope
+
+        return session_scope(self.engine)
+
+    # live -----------------------------------------------------------------------------------
+    def today(self) -> date | None:
+        """The data's "today": the UTC day of the newest transaction (replays run in the past)."""
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            latest = repository.latest_event_time(session=session)
+        return latest.date() if latest is not None else None
+
+    def live(self, *, limit: int = 25) -> LiveSnapshot:
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            latest_time = repository.latest_event_time(session=session)
+            day = latest_time.date() if latest_time is not None else None
+            kpis = repository.daily_kpis(day, session=session) if day is not None else None
+            latest = repository.latest_scored_transactions(session=session, limit=limit)
+        return LiveSnapshot(day=day, kpis=kpis, latest=latest)
+
+    # performance ------------------------------------------------------------------------------
+    def labelled_predictions(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            return repository.labelled_predictions(session=session, start=start, end=end)
+
+    # explore ----------------------------------------------------------------------------------
+    def explore(self, start: datetime | None, end: datetime | None) -> dict[str, pd.DataFrame]:
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            out: dict[str, pd.DataFrame] = {
+                "amounts": repository.amount_distribution(session=session, start=start, end=end),
+                "volume": repository.volume_over_time(session=session, start=start, end=end, freq="day"),
+            }
+            for dimension in ("category", "hour", "state"):
+                out[dimension] = repository.fraud_rate_by(dimension, session=session, start=start, end=end)  # type: ignore[arg-type]
+        return out
+
+    # review -----------------------------------------------------------------------------------
+    def review_queue(self, *, limit: int = 100) -> pd.DataFrame:
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            return repository.review_queue(session=session, limit=limit)
+
+    def record_verdict(self, trans_num: str, is_fraud: bool, *, analyst: str, note: str | None = None) -> None:
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            repository.record_verdict(trans_num, is_fraud, session=session, analyst=analyst, note=note)
+
+    # quality ----------------------------------------------------------------------------------
+    def quality(self) -> QualitySnapshot:
+        from fraud_core.db import repository
+
+        with self._session() as session:
+            report = repository.latest_quality_report(session=session)
+            if report is None:
+                return QualitySnapshot(None, None, None, None, "", [])
+            return QualitySnapshot(
+                created_at=report.created_at,
+                status=report.status,
+                window_start=report.window_start,
+                window_end=report.window_end,
+                markdown=report.markdown or "",
+                checks=list(report.checks or []),
+            )
+
+
+def default_window(today: date | None, days: int = 30) -> tuple[datetime, datetime] | None:
+    """The last ``days`` days up to the end of ``today`` (naive UTC)."""
+    if today is None:
+        return None
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time())
+    return end - timedelta(days=days), end
+
+
+Freq = Literal["hour", "day"]

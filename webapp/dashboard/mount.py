@@ -1,0 +1,122 @@
+"""Mount the Panel dashboard inside the Litestar app, with every asset served by the app itself.
+
+Panel runs natively on an ASGI server through its FastAPI integration (``panel.io.fastapi``, backed
+by ``bokeh-fastapi``). That integration builds a small FastAPI application holding the page, the
+Bokeh websocket and the static routes of BokehJS and Panel (``static/js/...``,
+``static/extensions/panel/...``). Here that application is mounted under :data:`DASHBOARD_PATH`
+of the Litestar app with an ``asgi`` handler:
+
+* ``is_static=True`` rather than ``is_mount=True``: a mount appends a trailing slash to the
+  remaining path, which breaks the websocket route ``/ws``;
+* the mounted app gets a Starlette-style scope (full ``path``, ``root_path`` set to the mount
+  point), so that its own mounts (``/static``) resolve;
+* the page is served at ``/dashboard/`` (a bare ``/dashboard`` redirects), so the page's relative
+  asset URLs (``static/js/bokeh.min.js``) land under the mount point, on this server, never a CDN;
+* Litestar does not forward lifespan events to mounted apps, so :func:`dashboard_lifespan` runs
+  the mounted app's lifespan (Bokeh's session clean-up loop) inside Litestar's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from litestar import asgi
+from litestar.handlers.asgi_handlers import ASGIRouteHandler
+
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
+#: Where the dashboard lives in the app's URL space.
+DASHBOARD_PATH = "/dashboard"
+
+
+class MountedDashboard:
+    """The Panel application(s) as an ASGI app, plus what Litestar needs to serve it."""
+
+    def __init__(
+        self,
+        make_page: Callable[[], Any],
+        *,
+        title: str = "Fraud detector",
+        websocket_origins: Sequence[str] | None = None,
+    ) -> None:
+        """Build the FastAPI sub-application that Panel serves from.
+
+        Args:
+            make_page: called once per browser session; returns the Panel object to show.
+            title: the page title.
+            websocket_origins: ``host:port`` values allowed to open the Bokeh websocket (the
+                server's own address); ``None`` accepts any origin (tests on random ports).
+        """
+        # Panel and Bokeh read their resource mode from these; "server" serves BokehJS from this
+        # app (the default of a Bokeh server), never from the CDN.
+        import panel as pn
+        from fastapi import FastAPI
+        from fastapi.responses import FileResponse
+        from panel.io.fastapi import add_applications
+
+        pn.config.resources = "server"  # type: ignore[assignment]
+
+        self.app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        kwargs: dict[str, Any] = {}
+        if websocket_origins:
+            kwargs["websocket_origin"] = list(websocket_origins)
+        add_applications({"/": make_page}, app=self.app, title=title, **kwargs)
+
+        favicon = Path(pn.__file__).parent / "dist" / "images" / "favicon.ico"
+
+        @self.app.get("/favicon.ico", include_in_schema=False)
+        def _favicon() -> FileResponse:
+            return FileResponse(favicon)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection (HTTP or websocket) below the mount point."""
+        if scope["type"] == "http" and scope["path"] in ("", "/") and not _raw_path(scope).endswith("/"):
+            # The page's asset URLs are relative: they only resolve below "/dashboard/".
+            await _redirect(send, DASHBOARD_PATH + "/" + _query(scope))
+            return
+        child: dict[str, Any] = dict(scope)
+        root = str(scope.get("root_path", "")) + DASHBOARD_PATH
+        child["root_path"] = root
+        child["path"] = root + (scope["path"] or "/")
+        await self.app(child, receive, send)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Run the mounted app's lifespan (Bokeh's unused-session clean-up) inside Litestar's."""
+        async with self.app.router.lifespan_context(self.app):
+            yield
+
+    def route_handler(self) -> ASGIRouteHandler:
+        """The Litestar handler that forwards everything below :data:`DASHBOARD_PATH`."""
+
+        async def dashboard(scope: Scope, receive: Receive, send: Send) -> None:
+            await self(scope, receive, send)
+
+        return asgi(DASHBOARD_PATH, is_static=True, copy_scope=True, include_in_schema=False)(dashboard)
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes | bytearray):
+        return raw.decode("latin-1")
+    return str(scope.get("path", ""))
+
+
+def _query(scope: Scope) -> str:
+    query = scope.get("query_string") or b""
+    return "?" + query.decode("latin-1") if query else ""
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 307,
+            "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,3 @@
+"""REST controllers: ``/predict``, ``/health``, ``/model``."""
+
+from __future__ import annotations

@@ -1,0 +1,128 @@
+"""Request and response bodies of the REST API (msgspec structs: fast, and described in OpenAPI).
+
+The request mirrors the Kaggle raw schema (:data:`fraud_core.schema.RAW_COLUMNS`). Types and simple
+bounds are checked while decoding (a wrong type or a missing field is a 422 naming the field); the
+row rules (dates, card number, categories...) are :func:`fraud_core.data.to_canonical`'s, so the
+API accepts exactly what the pipeline accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from fraud_core.data.validation import MAX_AMOUNT
+from fraud_core.schema import CATEGORIES
+
+#: Most transactions one ``/predict/batch`` call may carry.
+MAX_BATCH_ROWS = 1000
+
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+Latitude = Annotated[float, Meta(ge=-90.0, le=90.0, description="Degrees, -90 to 90")]
+Longitude = Annotated[float, Meta(ge=-180.0, le=180.0, description="Degrees, -180 to 180")]
+Text = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+
+
+class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One transaction in the Kaggle schema.
+
+    Give the event time as ``trans_date_trans_time`` (ISO text, UTC) or as Kaggle's ``unix_time``
+    (the event time shifted back by 2,557 days, as in the public files). ``trans_num`` is optional:
+    one is generated when absent. ``first``, ``last`` and ``street`` are accepted and ignored; the
+    card number is only used to derive the card's token and last four digits.
+    """
+
+    cc_num: (
+        Annotated[int, Meta(ge=0, description="Card number, 8 to 19 digits")]
+        | Annotated[str, Meta(pattern=r"^\d{8,19}$", description="Card number as digits")]
+    )
+    merchant: Text
+    category: Annotated[Category, Meta(description="One of the 14 merchant categories")]
+    amt: Annotated[float, Meta(gt=0.0, le=MAX_AMOUNT, description="Amount in dollars, > 0")]
+    gender: Literal["F", "M", "f", "m"]
+    city: Text
+    state: Annotated[str, Meta(min_length=1, max_length=8, pattern=r"^[A-Za-z]+$")]
+    zip: Annotated[int, Meta(ge=0, le=99999)] | Annotated[str, Meta(pattern=r"^\d{1,5}$")]
+    lat: Latitude
+    long: Longitude
+    city_pop: Annotated[int, Meta(ge=0, le=1_000_000_000)]
+    job: Text
+    dob: Annotated[str, Meta(min_length=8, max_length=40, examples=["1978-06-21"])]
+    merch_lat: Latitude
+    merch_long: Longitude
+    trans_date_trans_time: (
+        Annotated[str, Meta(min_length=1, max_length=40, examples=["2020-06-21 12:14:25"])] | None
+    ) = None
+    unix_time: Annotated[int, Meta(ge=0, le=10_000_000_000)] | None = None
+    trans_num: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
+    first: Annotated[str, Meta(max_length=256)] | None = None
+    last: Annotated[str, Meta(max_length=256)] | None = None
+    street: Annotated[str, Meta(max_length=256)] | None = None
+    is_fraud: Annotated[int, Meta(ge=0, le=1)] | None = None
+
+
+class BatchIn(msgspec.Struct, kw_only=True):
+    """Up to :data:`MAX_BATCH_ROWS` transactions."""
+
+    transactions: Annotated[list[TransactionIn], Meta(min_length=1, max_length=MAX_BATCH_ROWS)]
+
+
+class Reason(msgspec.Struct, kw_only=True):
+    """One feature's contribution to a score (log-odds; positive pushes towards fraud)."""
+
+    feature: str
+    description: str
+    value: float | str | None
+    contribution: float
+
+
+class PredictionOut(msgspec.Struct, kw_only=True):
+    """The score of one transaction."""
+
+    trans_num: str
+    fraud_probability: float
+    is_fraud: bool
+    threshold: float
+    risk_level: Literal["low", "medium", "high"]
+    model_version: str
+    reasons: list[Reason]
+    latency_ms: float
+
+
+class BatchOut(msgspec.Struct, kw_only=True):
+    """Scores of a batch, in the request's order."""
+
+    predictions: list[PredictionOut]
+    model_version: str
+    latency_ms: float
+
+
+class FieldError(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What is wrong with the request: which field, and why."""
+
+    field: str
+    reason: str
+    row: int | None = None
+
+
+class ErrorOut(msgspec.Struct, kw_only=True):
+    """Every 4xx/5xx answer."""
+
+    status_code: int
+    detail: str
+    errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+class ModelOut(msgspec.Struct, kw_only=True):
+    """The serving (champion) model."""
+
+    name: str
+    version: str
+    kind: str | None
+    threshold: float
+    train_start: str | None
+    train_end: str | None
+    metrics: dict[str, float | int | str | None]
+    loaded_at: str

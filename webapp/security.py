@@ -1,0 +1,39 @@
+"""Optional API keys for scoring: ``X-API-Key`` checked against ``settings.security.api_keys``.
+
+No key configured: scoring is open (development, the demo). One or more configured (``API_KEYS``,
+comma-separated): a scoring request without one of them is refused with 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def key_is_valid(given: str | None, keys: list[str]) -> bool:
+    """Constant-time comparison against every configured key."""
+    if not given:
+        return False
+    candidate = given.encode()
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(candidate, key.encode())
+    return ok
+
+
+def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Refuse the request when API keys are configured and it carries none of them."""
+    services = connection.app.state["services"]
+    keys = services.settings.security.api_keys
+    if not keys:
+        return
+    if not key_is_valid(connection.headers.get(API_KEY_HEADER), keys):
+        raise NotAuthorizedException(
+            detail=f"missing or invalid {API_KEY_HEADER} header", headers={"WWW-Authenticate": API_KEY_HEADER}
+        )
