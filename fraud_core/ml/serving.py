@@ -1,0 +1,312 @@
+"""The serving model: the champion, loaded once per process and reloaded when the champion changes.
+
+One :class:`ModelHolder` per process (:func:`get_model_holder`) is shared by the live flow and the
+web app's ``/predict``. Where the champion comes from, first match wins:
+
+1. ``MODEL_PATH``: an artifact directory served as is (demo, tests); a new ``metadata.json`` there
+   (a retrained model saved over it) counts as a new champion;
+2. ``HF_MODEL_REPO`` with ``HF_MODEL_REVISION``: that Hub revision, pinned;
+3. the MLflow registry: the version of ``MLFLOW_REGISTERED_MODEL_NAME`` holding the ``champion``
+   alias; its files are downloaded once into ``var/serving/`` and reused by later processes.
+
+:meth:`ModelHolder.get` asks "who is champion?" at most every ``MODEL_RELOAD_CHECK_SECONDS`` and
+loads only when the answer changed. If the question cannot be answered (registry down) or the new
+champion cannot be loaded, the loaded model keeps serving and the check is retried later; only a
+process that has never loaded a model fails (:class:`ModelUnavailableError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from fraud_core.ml.artifact import METADATA_FILE, ArtifactError, read_metadata
+from fraud_core.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+Origin = Literal["path", "hub", "mlflow"]
+
+
+class ModelUnavailableError(RuntimeError):
+    """No champion could be found or loaded, and none was loaded before. One-line message."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionRef:
+    """Which model is champion, without loading it.
+
+    Attributes:
+        origin: ``path``, ``hub`` or ``mlflow``.
+        version: the version stored with every score (the registry version for MLflow).
+        location: the artifact directory, or the URI to download it from.
+        fingerprint: changes exactly when the champion changes.
+    """
+
+    origin: Origin
+    version: str
+    location: str
+    fingerprint: str
+
+
+@dataclass(slots=True)
+class ServingModel:
+    """A loaded champion.
+
+    Attributes:
+        ref: which champion it is.
+        predictor: the ML package's predictor for the artifact (features → scores).
+        directory: the local artifact directory.
+        metadata: the artifact's ``metadata.json``.
+        loaded_at: when it was loaded (epoch seconds).
+    """
+
+    ref: ChampionRef
+    predictor: Any
+    directory: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> str:
+        return self.ref.version
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"])
+
+
+def _file_fingerprint(directory: Path) -> str:
+    stat = (directory / METADATA_FILE).stat()
+    return f"{directory.resolve()}:{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def _local_version(directory: Path, metadata: dict[str, Any], prefix: str) -> str:
+    for key in ("registered_version", "model_version", "version"):
+        if metadata.get(key):
+            return str(metadata[key])
+    digest = hashlib.sha256((directory / METADATA_FILE).read_bytes()).hexdigest()[:10]
+    return f"{prefix}-{digest}"
+
+
+def load_predictor(directory: Path) -> Any:
+    """The ML package's predictor for an artifact directory."""
+    from fraud_core.ml.predictor import Predictor
+
+    return Predictor.load(directory)
+
+
+def _is_local(uri: str) -> Path | None:
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    if "://" not in uri and ":/" not in uri:
+        return Path(uri)
+    return None
+
+
+def _find_artifact_dir(root: Path) -> Path:
+    if (root / METADATA_FILE).is_file():
+        return root
+    found = sorted(p.parent for p in root.rglob(METADATA_FILE))
+    if not found:
+        raise ArtifactError(f"no {METADATA_FILE} under {root}: not a model artifact")
+    return found[0]
+
+
+class ModelHolder:
+    """Resolves, loads and caches the champion for this process (thread-safe).
+
+    Args:
+        settings: defaults to :func:`get_settings`.
+        loader: ``directory -> predictor`` (default :func:`load_predictor`).
+        clock: monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        loader: Callable[[Path], Any] = load_predictor,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self._loader = loader
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._model: ServingModel | None = None
+        self._checked_at: float | None = None
+        #: How many times a model was loaded (tests, the web app's /model).
+        self.loads = 0
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ resolution
+
+    def resolve(self) -> ChampionRef:
+        """Who is champion now (cheap: nothing is loaded).
+
+        Raises:
+            ModelUnavailableError: no source names a champion.
+        """
+        model = self.settings.model
+        if model.path is not None:
+            directory = Path(model.path)
+            try:
+                metadata = read_metadata(directory)
+            except ArtifactError as exc:
+                raise ModelUnavailableError(f"MODEL_PATH: {exc}") from exc
+            return ChampionRef(
+                origin="path",
+                version=_local_version(directory, metadata, "local"),
+                location=str(directory),
+                fingerprint=_file_fingerprint(directory),
+            )
+        hub = self.settings.hub
+        if hub.model_repo and hub.revision:
+            return ChampionRef(
+                origin="hub",
+                version=f"{hub.model_repo}@{hub.revision}",
+                location=f"hf://{hub.model_repo}@{hub.revision}",
+                fingerprint=f"hub:{hub.model_repo}@{hub.revision}",
+            )
+        from fraud_core.ml import registry
+
+        name = self.settings.mlflow.registered_model_name
+        try:
+            champion = registry.resolve(name, registry.CHAMPION, client=registry.mlflow_client(self.settings.mlflow))
+        except Exception as exc:  # MLflow raises its own and the drivers' errors
+            raise ModelUnavailableError(
+                f"cannot ask the MLflow registry who is champion: {type(exc).__name__}: {exc}"
+            ) from exc
+        if champion is None:
+            raise ModelUnavailableError(
+                f"no champion: no version of {name!r} holds the 'champion' alias (train and promote a model, or set MODEL_PATH)"
+            )
+        return ChampionRef(
+            origin="mlflow",
+            version=champion.version,
+            location=champion.source or champion.uri,
+            fingerprint=f"mlflow:{name}/{champion.version}",
+        )
+
+    def _fetch(self, ref: ChampionRef) -> Path:
+        """A local directory holding the champion's artifact."""
+        if ref.origin == "path":
+            return Path(ref.location)
+        if ref.origin == "hub":
+            from fraud_core.ml.hub import pinned_artifact_dir
+
+            folder = pinned_artifact_dir(self.settings.hub)
+            assert folder is not None
+            return _find_artifact_dir(folder)
+        local = _is_local(ref.location)
+        if local is not None and local.is_dir():
+            return _find_artifact_dir(local)
+        name = self.settings.mlflow.registered_model_name
+        cache = self.settings.var_dir / "serving" / f"{name}-v{ref.version}"
+        if (cache / ".complete").is_file():
+            return _find_artifact_dir(cache)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+        try:
+            import mlflow.artifacts
+
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=ref.location, dst_path=str(staging), tracking_uri=self.settings.mlflow.tracking_uri
+            )
+            (staging / ".complete").write_text(ref.location + "\n")
+            if cache.exists():  # another process finished first
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                staging.rename(cache)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return _find_artifact_dir(cache)
+
+    def _load(self, ref: ChampionRef) -> ServingModel:
+        directory = self._fetch(ref)
+        predictor = self._loader(directory)
+        model = ServingModel(ref=ref, predictor=predictor, directory=directory, metadata=read_metadata(directory))
+        self.loads += 1
+        logger.info("serving model %s (%s) loaded from %s", ref.version, ref.origin, directory)
+        return model
+
+    # ------------------------------------------------------------------ serving
+
+    def get(self) -> ServingModel:
+        """The champion, loaded; re-checked at most every ``reload_check_seconds``.
+
+        Raises:
+            ModelUnavailableError: no model has ever been loaded in this process and none can be.
+        """
+        with self._lock:
+            now = self._clock()
+            due = self._checked_at is None or now - self._checked_at >= self.settings.model.reload_check_seconds
+            if self._model is not None and not due:
+                return self._model
+            return self._check(now)
+
+    def refresh(self) -> ServingModel:
+        """Check for a new champion now, whatever the interval."""
+        with self._lock:
+            return self._check(self._clock())
+
+    def _check(self, now: float) -> ServingModel:
+        self._checked_at = now
+        try:
+            ref = self.resolve()
+            if self._model is not None and ref.fingerprint == self._model.ref.fingerprint:
+                self.last_error = None
+                return self._model
+            self._model = self._load(ref)
+            self.last_error = None
+            return self._model
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.last_error = message
+            if self._model is None:
+                if isinstance(exc, ModelUnavailableError):
+                    raise
+                raise ModelUnavailableError(f"cannot load the champion: {type(exc).__name__}: {message}") from exc
+            logger.warning("keeping model %s: champion check failed: %s", self._model.version, message)
+            return self._model
+
+    def peek(self) -> ServingModel | None:
+        """The loaded model, if any, without checking anything."""
+        return self._model
+
+    def predict(self, features: pd.DataFrame) -> Any:
+        """Score a feature frame with the current champion (see :meth:`get`)."""
+        return self.get().predictor.predict(features)
+
+
+_holder: ModelHolder | None = None
+_holder_lock = threading.Lock()
+
+
+def get_model_holder() -> ModelHolder:
+    """The process-wide holder (created on first use, from :func:`get_settings`)."""
+    global _holder
+    with _holder_lock:
+        if _holder is None:
+            _holder = ModelHolder()
+        return _holder
+
+
+def reset_model_holder(holder: ModelHolder | None = None) -> None:
+    """Forget the process-wide holder (tests), or install ``holder`` in its place."""
+    global _holder
+    with _holder_lock:
+        _holder = holder
