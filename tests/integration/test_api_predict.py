@@ -1,0 +1,179 @@
+"""``/predict``, ``/predict/batch``, ``/model`` and ``/health`` with a real model and real PostgreSQL.
+
+A small model is trained once on the bundled sample; the card history the API reads is stored in
+the warehouse. The API's score must equal the offline batch score of the same transaction with the
+same history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy.engine import Engine
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN_KEY = "dev-only-insecure-key"
+
+
+@pytest.fixture(scope="module")
+def sample_raw(sample_path: Path) -> pd.DataFrame:
+    return pd.read_parquet(sample_path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, sample_raw: pd.DataFrame) -> Path:
+    from fraud_core.data import to_canonical
+    from fraud_core.ml.artifact import save_artifact
+    from fraud_core.ml.train import train_model
+
+    raw = sample_raw[sample_raw["trans_date_trans_time"] < "2019-09-01"]
+    frame = to_canonical(raw, token_key=TOKEN_KEY, require_label=True).frame
+    frame = frame.sort_values(["event_time", "trans_num"]).reset_index(drop=True)
+    artifact = train_model(frame, kind="hgb", validation_weeks=4, label_delay_days=7, progress=lambda _: None)
+    directory = tmp_path_factory.mktemp("model")
+    save_artifact(artifact, directory)
+    return directory
+
+
+@pytest.fixture
+def client(clean_db: Engine, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient[Any]]:
+    from fraud_core.ml.serving import ModelHolder, reset_model_holder
+    from fraud_core.settings import Settings
+    from webapp.app import create_app
+
+    monkeypatch.setenv("MODEL_PATH", str(model_dir))
+    monkeypatch.setenv("CARD_TOKEN_KEY", TOKEN_KEY)
+    monkeypatch.delenv("API_KEYS", raising=False)
+    settings = Settings()
+    reset_model_holder(ModelHolder(settings))
+    app = create_app(settings, engine=clean_db, dashboard=False)
+    try:
+        with TestClient(app) as test_client:
+            yield test_client
+    finally:
+        reset_model_holder()
+
+
+def _record(row: pd.Series) -> dict[str, Any]:
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.to_dict().items()}
+    record["trans_date_trans_time"] = str(row["trans_date_trans_time"])
+    record["dob"] = str(row["dob"])[:10]
+    record.pop("is_fraud", None)
+    return record
+
+
+def _card_case(sample_raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """A card's last 29 days of history before one of its transactions, and that transaction."""
+    card = sample_raw["cc_num"].value_counts().index[0]
+    rows = sample_raw[sample_raw["cc_num"] == card].sort_values("trans_date_trans_time").reset_index(drop=True)
+    target = rows.iloc[400]
+    t = pd.Timestamp(target["trans_date_trans_time"])
+    history = rows[(rows["trans_date_trans_time"] >= t - pd.Timedelta(days=29)) & (rows["trans_date_trans_time"] < t)]
+    assert len(history) > 10
+    return history, target
+
+
+def _store(engine: Engine, raw: pd.DataFrame) -> pd.DataFrame:
+    from fraud_core.data import to_canonical
+    from fraud_core.db import repository, session_scope
+
+    frame = to_canonical(raw.drop(columns=["is_fraud"]), token_key=TOKEN_KEY).frame
+    with session_scope(engine) as session:
+        repository.insert_transactions(frame, session=session, source="test")
+    return frame
+
+
+def test_predict_answers_every_field_and_equals_the_offline_batch_score(
+    client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame, model_dir: Path
+) -> None:
+    from fraud_core.data import to_canonical
+    from fraud_core.features import FEATURE_COLUMNS
+    from fraud_core.ml.predictor import Predictor
+
+    history_raw, target = _card_case(sample_raw)
+    _store(clean_db, history_raw)
+
+    response = client.post("/predict", json=_record(target))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {
+        "trans_num",
+        "fraud_probability",
+        "is_fraud",
+        "threshold",
+        "risk_level",
+        "model_version",
+        "reasons",
+        "latency_ms",
+    }
+
+    predictor = Predictor.load(model_dir)
+    assert body["trans_num"] == target["trans_num"]
+    assert 0.0 <= body["fraud_probability"] <= 1.0
+    assert body["threshold"] == pytest.approx(predictor.threshold)
+    assert body["is_fraud"] is (body["fraud_probability"] >= body["threshold"])
+    assert body["risk_level"] == predictor.risk_level(body["fraud_probability"])
+    assert body["model_version"] == client.get("/model").json()["version"]
+    assert 0 < body["latency_ms"] < 5_000
+    assert len(body["reasons"]) <= 3
+    for reason in body["reasons"]:
+        assert reason["feature"] in FEATURE_COLUMNS
+        assert reason["contribution"] > 0
+        assert reason["description"]
+        assert "value" in reason
+
+    # The offline batch path: the same history and transaction, as one frame, no warehouse.
+    offline_raw = pd.concat([history_raw, target.to_frame().T]).reset_index(drop=True)
+    offline_raw = offline_raw.astype(history_raw.dtypes.to_dict())
+    offline = to_canonical(offline_raw, token_key=TOKEN_KEY).frame
+    scored = predictor.score(offline.drop(columns=["is_fraud"]), history=None, label_events=None, reasons=3)
+    expected = scored[scored["trans_num"] == target["trans_num"]].iloc[0]
+    assert body["fraud_probability"] == pytest.approx(float(expected["score"]), abs=1e-9)
+    assert [r["feature"] for r in body["reasons"]] == [r["feature"] for r in expected["reasons"]]
+
+
+def test_batch_scores_in_order_and_matches_single_calls(
+    client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame
+) -> None:
+    history_raw, target = _card_case(sample_raw)
+    _store(clean_db, history_raw)
+    others = sample_raw[sample_raw["cc_num"] != target["cc_num"]].iloc[[5, 500, 5000]]
+    records = [_record(target)] + [_record(row) for _, row in others.iterrows()]
+
+    response = client.post("/predict/batch", json={"transactions": records})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [p["trans_num"] for p in body["predictions"]] == [r["trans_num"] for r in records]
+    assert body["model_version"] == body["predictions"][0]["model_version"]
+    single = client.post("/predict", json=records[0]).json()
+    assert body["predictions"][0]["fraud_probability"] == pytest.approx(single["fraud_probability"], abs=1e-12)
+
+
+def test_trans_num_is_generated_when_absent(client: TestClient[Any], sample_raw: pd.DataFrame) -> None:
+    record = _record(sample_raw.iloc[0])
+    del record["trans_num"]
+    del record["trans_date_trans_time"]  # unix_time alone gives the event time
+    response = client.post("/predict", json=record)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["trans_num"]) == 32
+
+
+def test_model_and_health_when_ready(client: TestClient[Any], model_dir: Path) -> None:
+    from fraud_core.ml.artifact import read_metadata
+
+    meta = read_metadata(model_dir)
+    model = client.get("/model").json()
+    assert model["threshold"] == pytest.approx(float(meta["threshold"]))
+    assert model["kind"] == "hgb"
+    assert model["train_start"] and model["train_end"]
+    assert model["metrics"]
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json()["ready"] is True
+    assert health.json()["model_version"] == model["version"]
