@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+
 from sqlalchemy import MetaData
+
+#: Modules that define table models. A new table module goes here so migrations see it.
+TABLE_MODULES: tuple[str, ...] = ("fraud_core.db.models", "fraud_core.db.audit")
 
 
 def target_metadata() -> MetaData:
     """Import the table models and return the metadata they registered on."""
     from sqlmodel import SQLModel
 
-    import fraud_core.db.models  # noqa: F401  (registers the tables)
-
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
     return SQLModel.metadata

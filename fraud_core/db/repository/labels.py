@@ -63,7 +63,10 @@ def _copy_upsert(session: Session, frame: pd.DataFrame) -> int:
             pa.array(frame["trans_num"], type=pa.string()),
             pa.array(frame["is_fraud"], type=pa.bool_()),
             pa.array(frame["origin"], type=pa.string()),
-            pa.array(pd.to_datetime(frame["labelled_at"], utc=True), type=pa.timestamp("us", tz="UTC")),
+            pa.array(
+                pd.to_datetime(frame["labelled_at"], utc=True).dt.tz_convert(None).to_numpy(dtype="datetime64[us]"),
+                type=pa.timestamp("us"),
+            ).cast(pa.timestamp("us", tz="UTC")),
             pa.array(frame["analyst"], type=pa.string(), from_pandas=True),
             pa.array(frame["note"], type=pa.string(), from_pandas=True),
         ],
@@ -76,7 +79,7 @@ def _copy_upsert(session: Session, frame: pd.DataFrame) -> int:
         cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns} FROM labels WITH NO DATA")
         cursor.copy_expert(f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
         cursor.execute(
-            f"INSERT INTO labels ({columns}) SELECT {columns} FROM {stage} "
+            f"INSERT INTO labels ({columns}) SELECT {columns} FROM {stage} ORDER BY trans_num "
             "ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
             "labelled_at = excluded.labelled_at, analyst = excluded.analyst, note = excluded.note "
             "WHERE (labels.is_fraud, labels.analyst, labels.note) "

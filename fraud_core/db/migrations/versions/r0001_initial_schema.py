@@ -54,7 +54,8 @@ def upgrade() -> None:
         sa.Column("job", sa.String(), nullable=False),
         sa.Column("source", sa.String(64), nullable=False),
         sa.Column("ingested_at", UTCDateTime(), server_default=_now(), nullable=False),
-        sa.PrimaryKeyConstraint("trans_num", "event_time", name="pk_transactions"),
+        # event_time first: time-ordered loads append to this index (see fraud_core.db.models).
+        sa.PrimaryKeyConstraint("event_time", "trans_num", name="pk_transactions"),
         postgresql_partition_by="RANGE (event_time)",
     )
     if is_pg:
@@ -62,7 +63,6 @@ def upgrade() -> None:
         op.execute("CREATE TABLE transactions_default PARTITION OF transactions DEFAULT")
     # On a partitioned table these are partitioned indexes: every partition gets its own.
     op.create_index("ix_transactions_card_id_event_time", "transactions", ["card_id", "event_time"])
-    op.create_index("ix_transactions_event_time", "transactions", ["event_time"])
 
     op.create_table(
         "transaction_keys",

@@ -1,0 +1,77 @@
+"""Benchmark of ``fraud-detector import`` on PostgreSQL: read+normalise and load, separately.
+
+Creates a fresh database from an admin URL, migrates it, imports the file, and prints rows/s for
+each phase; then imports the same file again to time the all-duplicates path. The database is
+dropped at the end unless ``--keep``.
+
+    uv run python bench/bench_import.py /work/shared/data/fraud_train.parquet
+    uv run python bench/bench_import.py data/sample/fraud_sample.parquet --admin-url postgresql://postgres@127.0.0.1/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from fraud_core.db import make_engine
+from fraud_core.db.engine import normalise_url
+from fraud_core.db.importer import load_frame, normalise_file
+from fraud_core.db.migrate import upgrade
+
+KEY = "bench-token-key-0123456789abcdef"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="Kaggle-schema CSV or Parquet file")
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL admin URL (a database is created and dropped)",
+    )
+    parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+
+    admin_url = normalise_url(args.admin_url)
+    name = f"fraud_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name)
+    engine = make_engine(url, echo=False)
+    try:
+        upgrade(engine)
+        started = time.perf_counter()
+        frame, rejections, n_read = normalise_file(args.path, token_key=KEY)
+        read_s = time.perf_counter() - started
+        print(f"file: {args.path}: {n_read:,} rows, {len(rejections):,} rejected")
+        print(f"read + normalise: {read_s:6.1f} s  {n_read / read_s:>10,.0f} rows/s")
+
+        first = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows)
+        print(
+            f"load (fresh):     {first.load_seconds:6.1f} s  {len(frame) / first.load_seconds:>10,.0f} rows/s"
+            f"  inserted {first.inserted:,}, labels {first.labels:,}, partitions {len(first.partitions_created)}"
+        )
+        total = read_s + first.load_seconds
+        print(f"end to end:       {total:6.1f} s  {n_read / total:>10,.0f} rows/s")
+
+        again = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows)
+        print(
+            f"load (again):     {again.load_seconds:6.1f} s  {len(frame) / again.load_seconds:>10,.0f} rows/s"
+            f"  inserted {again.inserted:,}, skipped {again.duplicates:,}, labels changed {again.labels:,}"
+        )
+    finally:
+        engine.dispose()
+        if not args.keep:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
