@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from fraud_core.db.engine import make_engine, session_scope
 from fraud_core.db.models import LabelOrigin
 from fraud_core.db.partitions import ensure_partitions, months_of
-from fraud_core.db.repository import insert_rejected, insert_transactions, upsert_labels
+from fraud_core.db.repository import insert_rejected, load_transactions
 from fraud_core.schema import LABEL_COLUMN
 
 if TYPE_CHECKING:
@@ -130,14 +130,11 @@ def load_frame(
 
     def load_chunk(start: int) -> tuple[int, int, int]:
         chunk = frame.iloc[start : start + step]
-        labels = 0
         with session_scope(engine) as session:
-            inserted = insert_transactions(chunk, session=session, source=source)
-            if has_labels:
-                labels = upsert_labels(
-                    chunk.loc[:, ["trans_num", LABEL_COLUMN]], session=session, origin=LabelOrigin.IMPORT.value
-                )
-        return len(chunk), len(inserted), labels
+            result = load_transactions(
+                chunk, session=session, source=source, label_origin=LabelOrigin.IMPORT.value if has_labels else None
+            )
+        return len(chunk), len(result.inserted), result.labels
 
     n_workers = max(1, workers if workers is not None else _default_workers(engine))
     done = 0

@@ -162,16 +162,21 @@ class LabelBase(SQLModel):
 
 
 class Label(LabelBase, table=True):
-    """One label per ``(trans_num, origin)``; a newer one from the same origin replaces it."""
+    """One label per ``(trans_num, origin)``; a newer one from the same origin replaces it.
+
+    The natural key is the primary key (no surrogate id): one index less to maintain on a table
+    that receives a label for every imported transaction.
+    """
 
     __tablename__ = "labels"
     __table_args__ = (
-        sa.UniqueConstraint("trans_num", "origin", name="uq_labels_trans_num_origin"),
+        sa.PrimaryKeyConstraint("trans_num", "origin", name="pk_labels"),
         sa.CheckConstraint(_in("origin", LabelOrigin), name="ck_labels_origin"),
         sa.Index("ix_labels_labelled_at", "labelled_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    trans_num: str = Field(primary_key=True, max_length=64)
+    origin: str = Field(primary_key=True, max_length=16)
 
 
 class LabelCreate(LabelBase):
@@ -179,7 +184,7 @@ class LabelCreate(LabelBase):
 
 
 class LabelPublic(LabelBase):
-    id: int
+    pass
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,10 +50,12 @@ from fraud_core.db.repository.registry import (
     set_model_alias,
 )
 from fraud_core.db.repository.transactions import (
+    LoadResult,
     count_transactions,
     get_transactions,
     insert_transactions,
     latest_event_time,
+    load_transactions,
     transactions_between,
 )
 
@@ -62,6 +64,7 @@ __all__ = [
     "ORIGIN_PRIORITY",
     "UNSET",
     "DailyKpis",
+    "LoadResult",
     "amount_distribution",
     "count_transactions",
     "create_alert",
@@ -89,6 +92,7 @@ __all__ = [
     "list_alerts",
     "list_model_versions",
     "list_quality_reports",
+    "load_transactions",
     "pending_alerts",
     "record_alert_attempt",
     "record_verdict",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +23,9 @@ from sqlmodel import Session, col
 from fraud_core.db.models import Transaction, TransactionKey, table_of
 from fraud_core.db.partitions import ensure_partitions, months_of
 from fraud_core.db.repository._common import dialect_name, records, upsert_insert
-from fraud_core.db.types import as_utc, to_naive_utc
-from fraud_core.schema import CANONICAL_COLUMNS
+from fraud_core.db.repository.labels import ORIGIN_PRIORITY, upsert_labels
+from fraud_core.db.types import as_utc, to_naive_utc, utcnow
+from fraud_core.schema import CANONICAL_COLUMNS, LABEL_COLUMN
 
 #: What ``insert_transactions`` writes, in table order (``ingested_at`` takes its default).
 STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
@@ -45,7 +47,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _prepare(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
+def _prepare(frame: pd.DataFrame, source: str | None, *, with_labels: bool = False) -> pd.DataFrame:
     missing = [c for c in CANONICAL_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"not a canonical frame: missing column(s) {', '.join(missing)}")
@@ -58,43 +60,57 @@ def _prepare(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
         raise ValueError("say where the rows come from: pass source= or give the frame a 'source' column")
     out["event_time"] = to_naive_utc(out["event_time"])
     out["dob"] = pd.to_datetime(out["dob"]).astype("datetime64[us]").dt.normalize()
+    if with_labels:
+        out[LABEL_COLUMN] = frame[LABEL_COLUMN].to_numpy()
     # A trans_num seen twice in one batch: the first wins, as in the reader.
     return out.drop_duplicates("trans_num", keep="first").reset_index(drop=True)
 
 
-def _to_csv(frame: pd.DataFrame) -> io.BytesIO:
+def _to_csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.BytesIO:
     arrays = []
-    for column in STORED_COLUMNS:
+    for column in columns:
         values = frame[column]
         if column in ("event_time", "dob"):
             naive = pa.array(values.to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
             arr = naive.cast(_ARROW_TYPES[column])
+        elif column == LABEL_COLUMN:
+            arr = pa.array(values.astype("boolean"), type=pa.bool_(), from_pandas=True)
         elif column in _ARROW_TYPES:
             arr = pa.array(values, type=_ARROW_TYPES[column], from_pandas=True)
         else:
             arr = pa.array(values.astype("str"), type=pa.string())
         arrays.append(arr)
-    table = pa.Table.from_arrays(arrays, names=list(STORED_COLUMNS))
+    table = pa.Table.from_arrays(arrays, names=list(columns))
     buffer = io.BytesIO()
     pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, batch_size=65_536))
     buffer.seek(0)
     return buffer
 
 
-def _insert_postgres(session: Session, frame: pd.DataFrame) -> list[str]:
+def _insert_postgres(
+    session: Session, frame: pd.DataFrame, label_origin: str | None, labelled_at: datetime
+) -> LoadResult:
     connection = session.connection()
     ensure_partitions(connection, months_of(frame["event_time"]))
     stage = f"_stage_transactions_{uuid.uuid4().hex[:12]}"
     columns = ", ".join(STORED_COLUMNS)
     selected = ", ".join(f"s.{c}" for c in STORED_COLUMNS)
+    staged = (*STORED_COLUMNS, LABEL_COLUMN) if label_origin else STORED_COLUMNS
     inserted: list[str] = []
+    labels = 0
     dbapi: Any = connection.connection.dbapi_connection
     assert dbapi is not None
     with dbapi.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns} FROM transactions WITH NO DATA")
+        # Labels ride in the same staging table: one COPY feeds transactions, keys and labels.
+        cursor.execute(
+            f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+            f"SELECT {columns}, NULL::boolean AS {LABEL_COLUMN} FROM transactions WITH NO DATA"
+        )
         for start in range(0, len(frame), COPY_CHUNK_ROWS):
             chunk = frame.iloc[start : start + COPY_CHUNK_ROWS]
-            cursor.copy_expert(f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", _to_csv(chunk))
+            cursor.copy_expert(
+                f"COPY {stage} ({', '.join(staged)}) FROM STDIN WITH (FORMAT csv)", _to_csv(chunk, staged)
+            )
             # The key goes in first; only rows whose key this statement created are stored, so a
             # trans_num already present (in any month) is skipped even if its event_time differs.
             # Sorted inserts: the key index is random by nature, sorting visits each page once;
@@ -110,9 +126,22 @@ def _insert_postgres(session: Session, frame: pd.DataFrame) -> list[str]:
                 f"ORDER BY s.event_time RETURNING trans_num"
             )
             inserted.extend(row[0] for row in cursor.fetchall())
+            if label_origin:
+                # Same semantics as upsert_labels: an identical label is left alone.
+                cursor.execute(
+                    f"INSERT INTO labels (trans_num, is_fraud, origin, labelled_at) "
+                    f"SELECT trans_num, {LABEL_COLUMN}, %(origin)s, %(at)s FROM {stage} "
+                    f"WHERE {LABEL_COLUMN} IS NOT NULL ORDER BY trans_num "
+                    "ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
+                    "labelled_at = excluded.labelled_at, analyst = NULL, note = NULL "
+                    "WHERE (labels.is_fraud, labels.analyst, labels.note) "
+                    "IS DISTINCT FROM (excluded.is_fraud, NULL::varchar, NULL::varchar)",
+                    {"origin": label_origin, "at": labelled_at},
+                )
+                labels += max(int(cursor.rowcount), 0)
             cursor.execute(f"TRUNCATE {stage}")
         cursor.execute(f"DROP TABLE {stage}")
-    return inserted
+    return LoadResult(inserted=inserted, labels=labels)
 
 
 def _insert_generic(session: Session, frame: pd.DataFrame) -> list[str]:
@@ -137,6 +166,62 @@ def _insert_generic(session: Session, frame: pd.DataFrame) -> list[str]:
     return inserted
 
 
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What :func:`load_transactions` stored.
+
+    Attributes:
+        inserted: ``trans_num`` of the transactions actually inserted.
+        labels: labels inserted or changed.
+    """
+
+    inserted: list[str]
+    labels: int
+
+
+def load_transactions(
+    frame: pd.DataFrame,
+    *,
+    session: Session,
+    source: str | None = None,
+    label_origin: str | None = None,
+    labelled_at: datetime | None = None,
+) -> LoadResult:
+    """Store a canonical frame and, when it carries ``is_fraud``, its labels, in one pass.
+
+    Like :func:`insert_transactions` (idempotent on ``trans_num``), plus: with ``label_origin``
+    the frame's ``is_fraud`` values (missing ones skipped) are upserted as labels of that origin,
+    for every row of the frame, stored now or before. On PostgreSQL the labels come from the same
+    staging table as the transactions (one ``COPY``).
+
+    Args:
+        frame: ``CANONICAL_COLUMNS`` (+ ``is_fraud`` for labels).
+        session: the caller's session; not committed here.
+        source: where the rows come from; defaults to the frame's ``source`` column.
+        label_origin: ``import``, ``feed`` or ``analyst``; ``None`` stores no label.
+        labelled_at: when the labels arrived; defaults to now.
+
+    Returns:
+        The inserted ``trans_num`` and the number of labels inserted or changed.
+    """
+    if frame.empty:
+        return LoadResult(inserted=[], labels=0)
+    with_labels = label_origin is not None and LABEL_COLUMN in frame.columns
+    if label_origin is not None and label_origin not in ORIGIN_PRIORITY:
+        raise ValueError(f"unknown label origin {label_origin!r}; expected one of {', '.join(ORIGIN_PRIORITY)}")
+    prepared = _prepare(frame, source, with_labels=with_labels)
+    at = as_utc(labelled_at) if labelled_at is not None else utcnow()
+    if dialect_name(session) == "postgresql":
+        return _insert_postgres(session, prepared, label_origin if with_labels else None, at)
+    inserted = _insert_generic(session, prepared)
+    labels = 0
+    if with_labels and label_origin is not None:
+        labels = upsert_labels(
+            prepared.loc[:, ["trans_num", LABEL_COLUMN]], session=session, origin=label_origin, labelled_at=at
+        )
+    return LoadResult(inserted=inserted, labels=labels)
+
+
 def insert_transactions(frame: pd.DataFrame, *, session: Session, source: str | None = None) -> list[str]:
     """Store a canonical frame, idempotently on ``trans_num``.
 
@@ -159,12 +244,7 @@ def insert_transactions(frame: pd.DataFrame, *, session: Session, source: str | 
     Raises:
         ValueError: canonical columns are missing, or no source is known.
     """
-    if frame.empty:
-        return []
-    prepared = _prepare(frame, source)
-    if dialect_name(session) == "postgresql":
-        return _insert_postgres(session, prepared)
-    return _insert_generic(session, prepared)
+    return load_transactions(frame, session=session, source=source).inserted
 
 
 def _read_frame(session: Session, statement: Any) -> pd.DataFrame:

@@ -73,15 +73,14 @@ def upgrade() -> None:
 
     op.create_table(
         "labels",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("trans_num", sa.String(64), nullable=False),
         sa.Column("is_fraud", sa.Boolean(), nullable=False),
         sa.Column("origin", sa.String(16), nullable=False),
         sa.Column("labelled_at", UTCDateTime(), nullable=False),
         sa.Column("analyst", sa.String(128), nullable=True),
         sa.Column("note", sa.String(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_labels"),
-        sa.UniqueConstraint("trans_num", "origin", name="uq_labels_trans_num_origin"),
+        # The natural key: no surrogate id, one index less on a table as large as transactions.
+        sa.PrimaryKeyConstraint("trans_num", "origin", name="pk_labels"),
         sa.CheckConstraint("origin IN ('feed', 'analyst', 'import')", name="ck_labels_origin"),
     )
     op.create_index("ix_labels_labelled_at", "labels", ["labelled_at"])
