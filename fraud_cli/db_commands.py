@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 
+def _quiet_alembic() -> None:
+    # Alembic logs every plugin and step at INFO; the command prints its own one-line outcome.
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _database_label(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -21,6 +28,7 @@ def init_db(
     ] = None,
 ) -> None:
     """Create the warehouse schema, or upgrade it to the latest migration."""
+    _quiet_alembic()
     from fraud_core.db.migrate import current_revision, head_revision, upgrade
     from fraud_core.settings import get_settings
 
@@ -44,6 +52,7 @@ def import_data(
 
     Idempotent on trans_num: importing the same file twice stores each transaction once.
     """
+    _quiet_alembic()
     from fraud_cli.errors import UserError
     from fraud_core.db.importer import import_file
     from fraud_core.db.migrate import current_revision, upgrade
