@@ -177,3 +177,86 @@ def test_model_and_health_when_ready(client: TestClient[Any], model_dir: Path) -
     assert health.status_code == 200
     assert health.json()["ready"] is True
     assert health.json()["model_version"] == model["version"]
+
+
+@pytest.fixture
+def live_server(client: TestClient[Any]) -> Iterator[str]:
+    """The same app as ``client``, also on a real loopback port (schemathesis calls over HTTP)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_fuzzing_from_the_openapi_schema_never_gets_a_server_error(
+    live_server: str, clean_db: Engine, sample_raw: pd.DataFrame
+) -> None:
+    """At least 1,000 requests generated from the app's own OpenAPI schema, valid and invalid."""
+    import httpx
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis import GenerationMode
+
+    history_raw, _ = _card_case(sample_raw)
+    _store(clean_db, history_raw)
+    schema = schemathesis.openapi.from_dict(httpx.get(f"{live_server}/docs/openapi.json").json())
+    budget = {
+        ("POST", "/predict"): {GenerationMode.POSITIVE: 450, GenerationMode.NEGATIVE: 350},
+        ("POST", "/predict/batch"): {GenerationMode.POSITIVE: 120, GenerationMode.NEGATIVE: 120},
+    }
+    sent: list[tuple[str, str, int]] = []
+    server_errors: list[str] = []
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            key = (operation.method.upper(), operation.path)
+            for mode, examples in budget.get(key, {GenerationMode.POSITIVE: 5}).items():
+
+                @given(case=operation.as_strategy(generation_mode=mode))
+                @settings(
+                    max_examples=examples,
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
+                def call(case: Any) -> None:
+                    kwargs = case.as_transport_kwargs(base_url=live_server)
+                    kwargs.pop("url", None)
+                    response = http.request(
+                        case.method,
+                        case.formatted_path,
+                        params=kwargs.get("params"),
+                        headers={k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "user-agent"},
+                        json=kwargs["json"] if "json" in kwargs else None,
+                        content=kwargs.get("data") if "json" not in kwargs else None,
+                    )
+                    sent.append((case.method, case.path, response.status_code))
+                    if response.status_code >= 500:
+                        server_errors.append(
+                            f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+                        )
+
+                call()
+    assert not server_errors, "\n".join(server_errors[:10])
+    assert len(sent) >= 1000, len(sent)
+    statuses = {code for _, _, code in sent}
+    assert 200 in statuses and 422 in statuses  # both valid and invalid requests were made
