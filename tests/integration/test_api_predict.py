@@ -246,7 +246,7 @@ def test_fuzzing_from_the_openapi_schema_never_gets_a_server_error(
                         case.formatted_path,
                         params=kwargs.get("params"),
                         headers={k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "user-agent"},
-                        json=kwargs["json"] if "json" in kwargs else None,
+                        json=kwargs.get("json"),
                         content=kwargs.get("data") if "json" not in kwargs else None,
                     )
                     sent.append((case.method, case.path, response.status_code))
