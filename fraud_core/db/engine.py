@@ -81,8 +81,10 @@ def make_engine(url: str | URL | None = None, *, echo: bool | None = None, pool_
             pool_pre_ping=True,
             # Servers and proxies drop idle connections; recycle before they do.
             pool_recycle=1800,
-            # Timestamps come back in UTC whatever the server's default time zone is.
-            connect_args={"options": "-c timezone=UTC", "application_name": "fraud-detector"},
+            # Timestamps come back in UTC whatever the server's default time zone is. Bulk loads
+            # stage a chunk in a temporary table: let it stay in memory (allocated only when a
+            # session uses temporary tables, and it can only be set before the first use).
+            connect_args={"options": "-c timezone=UTC -c temp_buffers=64MB", "application_name": "fraud-detector"},
         )
     if backend == "sqlite":
         database = resolved.database or ""

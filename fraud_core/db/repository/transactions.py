@@ -101,6 +101,9 @@ def _insert_postgres(
     dbapi: Any = connection.connection.dbapi_connection
     assert dbapi is not None
     with dbapi.cursor() as cursor:
+        # The joins and sorts below handle a whole chunk: keep them in memory rather than in
+        # temporary files (the server default, 4 MB, spills). LOCAL: ends with the transaction.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
         # Labels ride in the same staging table: one COPY feeds transactions, keys and labels.
         cursor.execute(
             f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
