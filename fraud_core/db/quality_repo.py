@@ -201,6 +201,27 @@ def labelled_scores_between(
     return frame
 
 
+def champion_scores_between(
+    start: datetime,
+    end: datetime,
+    *,
+    session: Session,
+    model_version: str | None = None,
+    role: str = ScoringRole.CHAMPION.value,
+) -> pd.Series:
+    """Scores stored for transactions with ``start <= event_time < end``, labelled or not."""
+    statement = (
+        sa.select(_pred.c.score)
+        .select_from(_pred)
+        .join(_keys, _keys.c.trans_num == _pred.c.trans_num)
+        .where(_pred.c.role == role)
+    )
+    if model_version is not None:
+        statement = statement.where(_pred.c.model_version == model_version)
+    frame = _frame(session, _between(statement, _keys.c.event_time, start, end))
+    return frame["score"].astype("float64") if not frame.empty else pd.Series([], dtype="float64", name="score")
+
+
 def labelled_transactions_between(start: datetime | None, end: datetime | None, *, session: Session) -> pd.DataFrame:
     """Canonical transactions (``start <= event_time < end``) with their true label, by time.
 

@@ -169,3 +169,29 @@ def promote(name: str, version: str | int, *, client: MlflowClient) -> str | Non
         _stamp(client, name, previous.version, "retired_at")
     logger.info("%s version %s is now champion (was %s)", name, version, previous.version if previous else "none")
     return previous.version if previous is not None else None
+
+
+def register_version(
+    name: str,
+    *,
+    source: str,
+    run_id: str | None,
+    client: MlflowClient,
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
+) -> RegisteredVersion:
+    """Register a logged model as a new version of ``name`` (created if missing), with no alias.
+
+    Unlike :func:`fraud_core.ml.tracking.log_training`, nothing is promoted here, not even the
+    first version: the retraining's gate decides (:mod:`fraud_core.ml.promotion`).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        client.create_registered_model(name, description="Credit-card fraud detector (scikit-learn pipeline).")
+    created = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {}, description=description)
+    return get_version(name, str(created.version), client=client)

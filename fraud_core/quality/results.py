@@ -8,7 +8,7 @@ check failed. :class:`QualityReport` is what the weekly flow stores, publishes a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -225,11 +225,18 @@ class QualityReport:
                 f"{_fmt(c.threshold)} | {c.detail.replace('|', '/')} |"
                 for c in checks
             ]
+        lines += self._figures_markdown()
         return "\n".join(lines) + "\n"
 
-
-def with_group(results: Sequence[CheckResult], group: str) -> list[CheckResult]:
-    """The same results with ``group`` set (checks are written group-agnostic)."""
-    from dataclasses import replace
-
-    return [replace(r, group=group) for r in results]
+    def _figures_markdown(self) -> list[str]:
+        current = self.figures.get("performance") or {}
+        baseline = self.figures.get("validation") or {}
+        keys = [
+            k for k in ("pr_auc", "precision", "recall", "f1", "card_precision_at_100") if k in current or k in baseline
+        ]
+        if not keys:
+            return []
+        lines = ["", "## Champion on labelled transactions vs its validation", "", "| metric | window | validation |"]
+        lines.append("| --- | --- | --- |")
+        lines += [f"| {k} | {_fmt(current.get(k))} | {_fmt(baseline.get(k))} |" for k in keys]
+        return lines
