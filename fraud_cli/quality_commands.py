@@ -1,0 +1,127 @@
+"""``fraud-detector quality``, ``retrain``, ``models`` and ``promote``: thin adapters over the flows.
+
+``quality`` and ``retrain`` run the very flows the deployments run (``flows.weekly_quality``,
+``flows.retrain``), in this process, against ``PREFECT_API_URL`` or a temporary local Prefect
+server. ``models`` and ``promote`` talk to the MLflow registry directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+
+def _state_result(state: Any) -> Any:
+    """The flow's return value, or ``None`` when the run failed (its message is printed)."""
+    if state.is_completed():
+        return state.result()
+    typer.echo(f"flow run {state.name}: {state.message}", err=True)
+    return None
+
+
+def quality(
+    days: Annotated[
+        float | None, typer.Option("--days", min=0.001, help="window length (default: QUALITY_WINDOW_DAYS)")
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option("--end", help="window end, UTC (default: now or the newest transaction)")
+    ] = None,
+    start: Annotated[datetime | None, typer.Option("--start", help="window start, UTC")] = None,
+) -> None:
+    """Run the weekly quality checks now; exit 1 when a check fails (the alert goes out as usual)."""
+    from flows.weekly_quality import weekly_quality
+    from fraud_core.db import make_engine, repository, session_scope
+    from fraud_core.settings import get_settings
+
+    state = weekly_quality(window_days=days, window_end=end, window_start=start, return_state=True)
+    engine = make_engine(get_settings().database.url)
+    try:
+        with session_scope(engine) as session:
+            report = repository.latest_quality_report(session=session)
+    finally:
+        engine.dispose()
+    if report is not None:
+        typer.echo(report.markdown)
+    if not state.is_completed():
+        typer.echo(f"quality: {state.message}", err=True)
+        raise typer.Exit(code=1)
+
+
+def retrain(
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="data clock, UTC (default: newest transaction)")
+    ] = None,
+    eval_days: Annotated[float | None, typer.Option("--eval-days", min=1, help="evaluation window in days")] = None,
+    train_days: Annotated[
+        float | None, typer.Option("--train-days", min=1, help="labelled history to train on")
+    ] = None,
+) -> None:
+    """Train a challenger on true labels and promote it if it passes the gate."""
+    from flows.retrain import retrain as retrain_flow
+
+    result = _state_result(retrain_flow(as_of=as_of, eval_days=eval_days, train_days=train_days, return_state=True))
+    if result is None:
+        raise typer.Exit(code=1)
+    verdict = "promoted" if result["promoted"] else "not promoted"
+    typer.echo(f"retrain: version {result['challenger_version']} {verdict}")
+    for reason in result["reasons"]:
+        typer.echo(f"  - {reason}")
+
+
+def models() -> None:
+    """Show which versions hold the champion and challenger aliases."""
+    from fraud_core.ml import registry
+    from fraud_core.settings import get_settings
+
+    settings = get_settings()
+    client = registry.mlflow_client(settings.mlflow)
+    name = settings.mlflow.registered_model_name
+    held = registry.aliases(name, client=client)
+    if not held:
+        typer.echo(f"{name}: no version holds an alias")
+    for alias, version in sorted(held.items()):
+        typer.echo(f"{name}@{alias}: version {version}")
+
+
+def promote(
+    version: Annotated[str, typer.Argument(help="the registered version to make champion (a rollback too)")],
+    reason: Annotated[str, typer.Option("--reason", help="why, for the audit trail")] = "manual promotion",
+) -> None:
+    """Make a version champion by hand (e.g. a rollback); recorded in the promotion audit."""
+    from fraud_core.db import make_engine, quality_repo, session_scope
+    from fraud_core.db.audit import PromotionAuditCreate
+    from fraud_core.ml import registry
+    from fraud_core.settings import get_settings
+
+    settings = get_settings()
+    client = registry.mlflow_client(settings.mlflow)
+    name = settings.mlflow.registered_model_name
+    registry.get_version(name, version, client=client)  # fails clearly on an unknown version
+    previous = registry.promote(name, version, client=client)
+    engine = make_engine(settings.database.url)
+    try:
+        with session_scope(engine) as session:
+            quality_repo.insert_promotion_audit(
+                PromotionAuditCreate(
+                    model_name=name,
+                    challenger_version=version,
+                    champion_version=previous,
+                    promoted=True,
+                    reason=f"promoted by hand: {reason}",
+                    reasons=[f"promoted by hand: {reason}"],
+                ),
+                session=session,
+            )
+    finally:
+        engine.dispose()
+    typer.echo(f"promote: {name} version {version} is champion (was {previous or 'none'})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the quality and retraining commands to the CLI."""
+    app.command(name="quality")(quality)
+    app.command(name="retrain")(retrain)
+    app.command(name="models")(models)
+    app.command(name="promote")(promote)
