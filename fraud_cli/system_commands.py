@@ -297,9 +297,12 @@ def prepare_warehouse(data: Path, settings: Settings, report: Report) -> Path:
 
 
 def ensure_champion(sup: Supervisor, settings: Settings, report: Report) -> None:
-    """Train on the history and register a champion when the registry has none."""
+    """Train on the history and register a champion when the registry has none (and no MODEL_PATH is set)."""
     from fraud_core.ml.registry import CHAMPION, mlflow_client, resolve
 
+    if settings.model.path is not None:
+        report.step("model", f"MODEL_PATH {settings.model.path} (the registry is not consulted)")
+        return
     name = settings.mlflow.registered_model_name
     champion = resolve(name, CHAMPION, client=mlflow_client(settings.mlflow))
     if champion is not None:
