@@ -22,6 +22,7 @@ from fraud_core.db.repository.dashboard import (
 from fraud_core.db.repository.labels import (
     ORIGIN_PRIORITY,
     effective_label_expr,
+    effective_label_join,
     get_labels,
     record_verdict,
     upsert_labels,
@@ -70,6 +71,7 @@ __all__ = [
     "create_alert",
     "daily_kpis",
     "effective_label_expr",
+    "effective_label_join",
     "finish_pipeline_run",
     "fraud_rate_by",
     "get_alert",

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from fraud_core.db.models import Label, LabelOrigin, Prediction, ScoringRole, Transaction, TransactionKey, table_of
-from fraud_core.db.repository.labels import effective_label_expr, upsert_labels
+from fraud_core.db.repository.labels import effective_label_join, upsert_labels
 from fraud_core.db.types import as_utc, to_naive_utc
 
 _tx = table_of(Transaction)
@@ -133,7 +133,8 @@ def daily_kpis(day: date, *, session: Session, role: str = ScoringRole.CHAMPION.
     """Headline figures for one day (UTC, by event time). See :class:`DailyKpis`."""
     start = datetime.combine(day, time())
     end = start + timedelta(days=1)
-    label = effective_label_expr(_tx.c.trans_num)
+    joined, label = effective_label_join(_tx, _tx.c.trans_num)
+    # One day: a probe of the predictions' (trans_num, ...) index per transaction is cheap.
     flagged = sa.exists().where(_pred.c.trans_num == _tx.c.trans_num, _pred.c.role == role, _pred.c.decision.is_(True))
     scored = sa.exists().where(_pred.c.trans_num == _tx.c.trans_num, _pred.c.role == role)
     inner = _window(
@@ -142,7 +143,7 @@ def daily_kpis(day: date, *, session: Session, role: str = ScoringRole.CHAMPION.
             label.label("is_fraud"),
             sa.case((scored, 1), else_=0).label("scored"),
             sa.case((flagged, 1), else_=0).label("flagged"),
-        ),
+        ).select_from(joined),
         _tx.c.event_time,
         start,
         end,
@@ -194,7 +195,7 @@ def labelled_predictions(
         ``trans_num, event_time, model_version, role, score, threshold, decision, is_fraud`` (bool),
         one row per score, by event time.
     """
-    label = effective_label_expr(_pred.c.trans_num).label("is_fraud")
+    joined, label = effective_label_join(_pred.join(_keys, _keys.c.trans_num == _pred.c.trans_num), _pred.c.trans_num)
     inner = sa.select(
         _pred.c.trans_num,
         _keys.c.event_time,
@@ -203,8 +204,8 @@ def labelled_predictions(
         _pred.c.score,
         _pred.c.threshold,
         _pred.c.decision,
-        label,
-    ).join(_keys, _keys.c.trans_num == _pred.c.trans_num)
+        label.label("is_fraud"),
+    ).select_from(joined)
     inner = _window(inner, _keys.c.event_time, start, end)
     if model_version is not None:
         inner = inner.where(_pred.c.model_version == model_version)
@@ -223,8 +224,9 @@ def labelled_predictions(
 # explore
 
 
-def _labelled_transactions(start: datetime | None, end: datetime | None, *columns: Any) -> Any:
-    statement = sa.select(*columns, effective_label_expr(_tx.c.trans_num).label("is_fraud"))
+def _labelled_transactions(start: datetime | None, end: datetime | None, *columns: Any, from_: Any = None) -> Any:
+    joined, label = effective_label_join(from_ if from_ is not None else _tx, _tx.c.trans_num)
+    statement = sa.select(*columns, label.label("is_fraud")).select_from(joined)
     return _window(statement, _tx.c.event_time, start, end).subquery()
 
 
@@ -337,9 +339,21 @@ def volume_over_time(
     if freq not in ("hour", "day"):
         raise ValueError(f"freq must be 'hour' or 'day', not {freq!r}")
     period = _period_expr(session, _tx.c.event_time, freq)
-    flagged = sa.exists().where(_pred.c.trans_num == _tx.c.trans_num, _pred.c.role == role, _pred.c.decision.is_(True))
+    # Flagged transactions are few: one hashed set of them beats a probe per transaction of a
+    # long history.
+    flagged = (
+        sa.select(_pred.c.trans_num)
+        .where(_pred.c.role == role, _pred.c.decision.is_(True))
+        .distinct()
+        .subquery("flagged")
+    )
     sub = _labelled_transactions(
-        start, end, period.label("period"), _tx.c.amount, sa.case((flagged, 1), else_=0).label("flagged")
+        start,
+        end,
+        period.label("period"),
+        _tx.c.amount,
+        sa.case((flagged.c.trans_num.is_not(None), 1), else_=0).label("flagged"),
+        from_=_tx.outerjoin(flagged, flagged.c.trans_num == _tx.c.trans_num),
     )
     statement = (
         sa.select(

@@ -176,6 +176,30 @@ def effective_label_expr(trans_num: Any) -> Any:
     )
 
 
+def effective_label_join(from_: Any, trans_num: Any) -> tuple[Any, Any]:
+    """Outer-join the labels of ``trans_num`` to ``from_``; return the join and the effective label.
+
+    One outer join per origin on the primary key ``(trans_num, origin)`` and a ``COALESCE`` in
+    priority order: the planner can hash-join a whole history or probe the index for a day, where
+    a correlated subquery would run once per row.
+
+    Args:
+        from_: a table or join holding ``trans_num``.
+        trans_num: the column to match.
+
+    Returns:
+        ``(join, is_fraud)``: select from ``join``; ``is_fraud`` is NULL when unlabelled.
+    """
+    table = Label.__table__  # type: ignore[attr-defined]
+    joined = from_
+    values = []
+    for origin in sorted(ORIGIN_PRIORITY, key=ORIGIN_PRIORITY.__getitem__):
+        alias = table.alias(f"label_{origin}")
+        joined = joined.outerjoin(alias, (alias.c.trans_num == trans_num) & (alias.c.origin == origin))
+        values.append(alias.c.is_fraud)
+    return joined, sa.func.coalesce(*values)
+
+
 def record_verdict(trans_num: str, is_fraud: bool, *, session: Session, analyst: str, note: str | None = None) -> Label:
     """An analyst's verdict on a transaction (a label with origin ``analyst``; a new verdict replaces the old).
 
