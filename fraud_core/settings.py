@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Values that mean "nobody set this secret". Refused outside development.
@@ -97,7 +97,8 @@ class HubSettings(BaseSettings):
 
     model_repo: str | None = None
     token: SecretStr | None = None
-    revision: str | None = None
+    #: ``HF_MODEL_REVISION`` (the issue's name) or ``HF_REVISION``: a tag such as ``v3`` or a commit.
+    revision: str | None = Field(default=None, validation_alias=AliasChoices("HF_MODEL_REVISION", "HF_REVISION"))
     endpoint: str | None = None
 
 
