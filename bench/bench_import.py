@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 import uuid
+from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import event
 
 from fraud_core.db import make_engine
 from fraud_core.db.engine import normalise_url
@@ -23,6 +26,52 @@ from fraud_core.db.importer import load_frame, normalise_file
 from fraud_core.db.migrate import upgrade
 
 KEY = "bench-token-key-0123456789abcdef"
+
+
+class CpuMeter:
+    """CPU seconds used by this process and by its PostgreSQL backends (when the server is local).
+
+    On a shared machine wall time depends on the neighbours; CPU time says what the load costs.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.pids: set[int] = set()
+        event.listen(engine, "connect", self._record)
+
+    def _record(self, dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        cursor.execute("SELECT pg_backend_pid()")
+        self.pids.add(int(cursor.fetchone()[0]))
+        cursor.close()
+
+    def server_seconds(self) -> float | None:
+        total = 0.0
+        for pid in self.pids:
+            stat = Path(f"/proc/{pid}/stat")
+            if not stat.exists():
+                return None
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    @staticmethod
+    def client_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def snapshot(self) -> tuple[float | None, float]:
+        return self.server_seconds(), self.client_seconds()
+
+    def report(self, before: tuple[float | None, float], rows: int) -> str:
+        server, client = self.server_seconds(), self.client_seconds()
+        used_client = client - before[1]
+        if server is None or before[0] is None:
+            return f"client cpu {used_client:.1f} s (server cpu unknown: not a local server)"
+        used_server = server - before[0]
+        return (
+            f"cpu: postgres {used_server:.1f} s + python {used_client:.1f} s "
+            f"= {(used_server + used_client) / rows * 1e6:.0f} us/row"
+        )
 
 
 def main() -> None:
@@ -34,6 +83,7 @@ def main() -> None:
         help="PostgreSQL admin URL (a database is created and dropped)",
     )
     parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=None, help="loaders at once (default: 2)")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args()
 
@@ -44,6 +94,7 @@ def main() -> None:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = admin_url.set(database=name)
     engine = make_engine(url, echo=False)
+    meter = CpuMeter(engine)
     try:
         upgrade(engine)
         started = time.perf_counter()
@@ -52,19 +103,24 @@ def main() -> None:
         print(f"file: {args.path}: {n_read:,} rows, {len(rejections):,} rejected")
         print(f"read + normalise: {read_s:6.1f} s  {n_read / read_s:>10,.0f} rows/s")
 
-        first = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows)
+        before = meter.snapshot()
+        first = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows, workers=args.workers)
         print(
             f"load (fresh):     {first.load_seconds:6.1f} s  {len(frame) / first.load_seconds:>10,.0f} rows/s"
             f"  inserted {first.inserted:,}, labels {first.labels:,}, partitions {len(first.partitions_created)}"
         )
+        print(f"                  {meter.report(before, len(frame))}")
         total = read_s + first.load_seconds
         print(f"end to end:       {total:6.1f} s  {n_read / total:>10,.0f} rows/s")
 
-        again = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows)
+        before = meter.snapshot()
+        again = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows, workers=args.workers)
         print(
             f"load (again):     {again.load_seconds:6.1f} s  {len(frame) / again.load_seconds:>10,.0f} rows/s"
             f"  inserted {again.inserted:,}, skipped {again.duplicates:,}, labels changed {again.labels:,}"
         )
+        print(f"                  {meter.report(before, len(frame))}")
+        print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} (others' work slows wall time)")
     finally:
         engine.dispose()
         if not args.keep:
