@@ -178,3 +178,94 @@ class FeedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL 15 cluster of its own in a temporary folder, on a free loopback port.
+
+    ``pg_ctl`` refuses to run as root, so the cluster belongs to the ``postgres`` system user when the
+    tests run as root (``runuser``). :meth:`restart` is a real server restart: every connection
+    is cut, in-flight transactions are lost.
+    """
+
+    def __init__(self) -> None:
+        import os
+        import shutil
+        import tempfile
+
+        # Under /tmp itself: pytest's tmp_path is private to root, and the server runs as postgres.
+        self.base = Path(tempfile.mkdtemp(prefix="fraud-test-pg-", dir="/tmp"))
+        self.data = self.base / "pgdata"
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.base, "postgres", "postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        import subprocess
+
+        cmd = [str(PG_BIN / args[0]), *args[1:]]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode:
+            raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+
+    def start(self) -> ThrowawayPostgres:
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-o", options, "-w", "start")
+        return self
+
+    def restart(self) -> None:
+        """Stop (fast: cut every connection, roll back open transactions) and start again."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-m", "fast", "-w", "restart")
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> ThrowawayPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+TOKEN_KEY = "pipeline-tests-token-key-0123456789"
+
+
+def train_quick_model(directory: Path, *, until: str = "2019-09-01", max_iter: int = 20) -> Path:
+    """A real artifact trained on the bundled sample before ``until``, with a short boosting run.
+
+    The training code is the product's (:func:`fraud_core.ml.train.train_model`); only the number
+    of boosting iterations is cut, so the fixture takes seconds, not minutes.
+    """
+    from unittest.mock import patch
+
+    from fraud_core.data import to_canonical
+    from fraud_core.ml.artifact import save_artifact
+    from fraud_core.ml.pipeline import HGB_PARAMS
+    from fraud_core.ml.train import train_model
+
+    raw = pd.read_parquet(SAMPLE_PATH)
+    raw = raw[raw["trans_date_trans_time"] < until]
+    frame = to_canonical(raw, token_key=TOKEN_KEY, require_label=True).frame
+    frame = frame.sort_values(["event_time", "trans_num"]).reset_index(drop=True)
+    with patch.dict(HGB_PARAMS, {"max_iter": max_iter}):
+        artifact = train_model(frame, kind="hgb", validation_weeks=4, label_delay_days=7, progress=lambda _: None)
+    save_artifact(artifact, directory)
+    return directory

@@ -9,7 +9,7 @@ until ``ALERT_MAX_ATTEMPTS``. Messages show the card masked, never its number.
 
 from __future__ import annotations
 
-from fraud_core.alerts.delivery import DeliveryReport, deliver_pending, notifiers_from_settings
+from fraud_core.alerts.delivery import DeliveryReport, deliver_configured, deliver_pending, notifiers_from_settings
 from fraud_core.alerts.messages import AlertMessage, fraud_alert_text, message_for
 from fraud_core.alerts.notifiers import DeliveryError, EmailNotifier, Notifier, WebhookNotifier
 
@@ -20,6 +20,7 @@ __all__ = [
     "EmailNotifier",
     "Notifier",
     "WebhookNotifier",
+    "deliver_configured",
     "deliver_pending",
     "fraud_alert_text",
     "message_for",

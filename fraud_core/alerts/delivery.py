@@ -125,3 +125,15 @@ def deliver_pending(
     for error, count in report.errors.items():
         logger.warning("alert delivery failed for %d alert(s): %s", count, error)
     return report
+
+
+def deliver_configured(*, session: Session, settings: Settings | None = None, limit: int = 100) -> DeliveryReport:
+    """:func:`deliver_pending` with the channels, attempts and dashboard link of the settings."""
+    settings = settings or get_settings()
+    return deliver_pending(
+        session=session,
+        notifiers=notifiers_from_settings(settings),
+        max_attempts=settings.alerts.max_attempts,
+        limit=limit,
+        dashboard_url=settings.alerts.dashboard_url,
+    )

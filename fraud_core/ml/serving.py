@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
-
 from fraud_core.ml.artifact import METADATA_FILE, ArtifactError, read_metadata
 from fraud_core.settings import Settings, get_settings
 
@@ -99,11 +97,11 @@ def _local_version(directory: Path, metadata: dict[str, Any], prefix: str) -> st
     return f"{prefix}-{digest}"
 
 
-def load_predictor(directory: Path) -> Any:
-    """The ML package's predictor for an artifact directory."""
+def load_predictor(directory: Path, version: str) -> Any:
+    """The ML package's :class:`~fraud_core.ml.predictor.Predictor` for an artifact directory."""
     from fraud_core.ml.predictor import Predictor
 
-    return Predictor.load(directory)
+    return Predictor.load(directory, version=version)
 
 
 def _is_local(uri: str) -> Path | None:
@@ -130,7 +128,7 @@ class ModelHolder:
 
     Args:
         settings: defaults to :func:`get_settings`.
-        loader: ``directory -> predictor`` (default :func:`load_predictor`).
+        loader: ``(directory, version) -> predictor`` (default :func:`load_predictor`).
         clock: monotonic seconds (tests pass a fake one).
     """
 
@@ -138,7 +136,7 @@ class ModelHolder:
         self,
         settings: Settings | None = None,
         *,
-        loader: Callable[[Path], Any] = load_predictor,
+        loader: Callable[[Path, str], Any] = load_predictor,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or get_settings()
@@ -237,7 +235,7 @@ class ModelHolder:
 
     def _load(self, ref: ChampionRef) -> ServingModel:
         directory = self._fetch(ref)
-        predictor = self._loader(directory)
+        predictor = self._loader(directory, ref.version)
         model = ServingModel(ref=ref, predictor=predictor, directory=directory, metadata=read_metadata(directory))
         self.loads += 1
         logger.info("serving model %s (%s) loaded from %s", ref.version, ref.origin, directory)
@@ -286,10 +284,6 @@ class ModelHolder:
     def peek(self) -> ServingModel | None:
         """The loaded model, if any, without checking anything."""
         return self._model
-
-    def predict(self, features: pd.DataFrame) -> Any:
-        """Score a feature frame with the current champion (see :meth:`get`)."""
-        return self.get().predictor.predict(features)
 
 
 _holder: ModelHolder | None = None

@@ -32,7 +32,7 @@ def _artifact(folder: Path, threshold: float) -> Path:
 
 
 def _holder(settings: Settings, clock: Clock, loaded: list[Path]) -> ModelHolder:
-    def loader(directory: Path) -> str:
+    def loader(directory: Path, version: str) -> str:
         loaded.append(directory)
         return f"predictor:{directory.name}"
 

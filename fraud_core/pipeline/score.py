@@ -1,0 +1,92 @@
+"""Features and scores for a batch of stored transactions: the online path, then the champion.
+
+The features are the shared ones (:func:`fraud_core.features.build_online_features`) over the
+batch's cards' history, read from the warehouse with one query per kind
+(:mod:`fraud_core.db.history`), in the same session that stored the batch: the batch's own rows are
+part of the history, as they are in training.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session
+
+from fraud_core.db.models import ScoringRole
+from fraud_core.features import build_online_features, history_window
+from fraud_core.ml.serving import ServingModel
+
+
+def label_delay_days(model: ServingModel, default: float) -> float:
+    """The label delay the model was trained with (its features must use the same)."""
+    value = model.metadata.get("label_delay_days")
+    return float(value) if value is not None else default
+
+
+def online_features(frame: pd.DataFrame, *, session: Session, label_delay_days: float) -> pd.DataFrame:
+    """Feature frame of canonical transactions, with their cards' history from the warehouse.
+
+    Args:
+        frame: canonical transactions (already stored in ``session``'s transaction or not).
+        session: the caller's session.
+        label_delay_days: only labels of transactions at least this old feed the features.
+
+    Returns:
+        :data:`~fraud_core.features.FEATURE_COLUMNS`, with ``frame``'s index.
+    """
+    from fraud_core.db import history
+
+    window = history_window(frame, label_delay_days=label_delay_days)
+    cards = history.fetch_card_history(window, session=session)
+    labels = history.fetch_label_stats(window, session=session)
+    return build_online_features(frame, cards, labels, label_delay_days=label_delay_days)
+
+
+def latencies_ms(frame: pd.DataFrame, *, scored_at: datetime, received_at: datetime) -> np.ndarray:
+    """Milliseconds from each transaction's release by the source to its score.
+
+    ``released_at`` comes from the feed; a row without it counts from when the pipeline received
+    it.
+    """
+    scored = pd.Timestamp(scored_at).tz_convert("UTC").tz_localize(None)
+    received = pd.Timestamp(received_at).tz_convert("UTC").tz_localize(None)
+    if "released_at" in frame.columns:
+        start = pd.to_datetime(frame["released_at"]).astype("datetime64[us]").fillna(received)
+    else:
+        start = pd.Series(received, index=frame.index)
+    return ((scored - start).dt.total_seconds() * 1000.0).clip(lower=0.0).to_numpy(dtype="float64")
+
+
+def predict(
+    features: pd.DataFrame,
+    frame: pd.DataFrame,
+    *,
+    model: ServingModel,
+    received_at: datetime,
+    reasons: int = 3,
+    role: str = ScoringRole.CHAMPION.value,
+) -> pd.DataFrame:
+    """Score a feature frame and shape the rows for ``predictions``.
+
+    Returns:
+        ``trans_num, model_version, role, score, threshold, decision, risk_level, reasons,
+        scored_at, latency_ms``, one row per transaction, in ``frame``'s order.
+    """
+    scored = model.predictor.score_features(features, reasons=reasons)
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {
+        "trans_num": frame["trans_num"].astype("str").to_numpy(),
+        "model_version": model.version,
+        "role": role,
+        "score": scored["score"].astype("float64").to_numpy(),
+        "threshold": float(model.threshold),
+        "decision": scored["decision"].astype(bool).to_numpy(),
+        "risk_level": scored["risk_level"].astype("str").to_numpy(),
+        "reasons": list(scored["reasons"]),
+        "scored_at": now,
+        "latency_ms": latencies_ms(frame, scored_at=now, received_at=received_at),
+    }
+    return pd.DataFrame(out)
