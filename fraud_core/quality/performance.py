@@ -1,9 +1,12 @@
 """Model-performance checks: the champion's figures on transactions whose true labels arrived.
 
 The figures themselves (PR-AUC, precision / recall / F1 at the model's threshold, card precision@100)
-come from :mod:`fraud_core.ml.evaluate`; this module only compares them with the champion's
+come from :mod:`fraud_core.ml.metrics`; this module only compares them with the champion's
 validation figures, the ones it was promoted on. A drop larger than the configured margin warns or
-fails. With too few labels (or no fraud among them) nothing can be said: the checks warn.
+fails: an absolute drop for PR-AUC, a relative one (a share of the validation figure) for the
+figures at the threshold, whose scale differs a lot (card precision@100 is a few percent when there
+are fewer compromised cards a day than 100). With too few labels (or no fraud among them) nothing
+can be said: the checks warn.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def compare_metric(
     *,
     warn_drop: float,
     fail_drop: float,
+    relative: bool = False,
 ) -> CheckResult:
     """One metric against its baseline: warn or fail when it fell by more than the margins.
 
@@ -42,16 +46,18 @@ def compare_metric(
         name: the metric's key.
         current: the value on the window's labelled transactions.
         baseline: the champion's validation value (``None``: no baseline, the check warns).
-        warn_drop: an absolute drop beyond this warns.
-        fail_drop: an absolute drop beyond this fails.
+        warn_drop: a drop beyond this warns.
+        fail_drop: a drop beyond this fails.
+        relative: the drops are shares of ``baseline`` rather than absolute.
     """
     if current is None:
         return CheckResult(name, Status.WARN, None, None, f"{name} could not be measured on the window", GROUP)
     if baseline is None:
         detail = f"{name} {current:.4f}; no validation figure of the champion to compare with"
         return CheckResult(name, Status.WARN, current, None, detail, GROUP)
-    fail_at = baseline - fail_drop
-    warn_at = baseline - warn_drop
+    scale = abs(baseline) if relative else 1.0
+    fail_at = baseline - fail_drop * scale
+    warn_at = baseline - warn_drop * scale
     status = grade_lower(current, warn=warn_at, fail=fail_at)
     detail = f"{name} {current:.4f} against {baseline:.4f} at validation ({current - baseline:+.4f})"
     return CheckResult(name, status, current, fail_at, detail, GROUP, warn_at)
@@ -79,8 +85,9 @@ def performance_checks(
         min_labelled: fewer labelled transactions than this, or no fraud, and the checks only warn.
         pr_auc_drop_warn: PR-AUC drop that warns.
         pr_auc_drop_fail: PR-AUC drop that fails.
-        metric_drop_warn: drop of precision, recall, F1 or card precision@100 that warns.
-        metric_drop_fail: drop of those that fails.
+        metric_drop_warn: relative drop of precision, recall, F1 or card precision@100 that warns
+            (0.1: a tenth of the validation figure).
+        metric_drop_fail: relative drop of those that fails.
 
     Returns:
         A ``labelled`` check (how much there was to judge on) and one check per metric.
@@ -97,12 +104,19 @@ def performance_checks(
     )
     if not enough:
         return [coverage]
-    margins = {PR_AUC: (pr_auc_drop_warn, pr_auc_drop_fail)} | dict.fromkeys(
-        (*THRESHOLD_METRICS, CARD_PRECISION), (metric_drop_warn, metric_drop_fail)
+    margins = {PR_AUC: (pr_auc_drop_warn, pr_auc_drop_fail, False)} | dict.fromkeys(
+        (*THRESHOLD_METRICS, CARD_PRECISION), (metric_drop_warn, metric_drop_fail, True)
     )
     checks = [coverage]
-    for key, (warn_drop, fail_drop) in margins.items():
+    for key, (warn_drop, fail_drop, relative) in margins.items():
         checks.append(
-            compare_metric(key, _get(current, key), _get(baseline, key), warn_drop=warn_drop, fail_drop=fail_drop)
+            compare_metric(
+                key,
+                _get(current, key),
+                _get(baseline, key),
+                warn_drop=warn_drop,
+                fail_drop=fail_drop,
+                relative=relative,
+            )
         )
     return checks

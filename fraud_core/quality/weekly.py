@@ -200,7 +200,8 @@ def model_checks(
     checks: list[CheckResult] = []
     if baseline.feature_reference and build_features is not None and not frame.empty:
         features = build_features(session, frame)
-        checks += drift_checks(baseline.feature_reference, features, warn=q.psi_warn, fail=q.psi_fail)
+        reference = {k: v for k, v in baseline.feature_reference.items() if k not in set(q.drift_exclude)}
+        checks += drift_checks(reference, features, warn=q.psi_warn, fail=q.psi_fail)
     scores = quality_repo.labelled_scores_between(
         window.start, window.end, session=session, model_version=baseline.version
     )

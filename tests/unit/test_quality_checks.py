@@ -216,6 +216,9 @@ def test_performance_passes_near_validation_figures_and_fails_on_collapse() -> N
     assert by_name["pr_auc"].threshold == pytest.approx(0.65)
     assert by_name["pr_auc"].warn_threshold == pytest.approx(0.75)
     assert by_name["recall"].status is Status.FAIL
+    # figures at the threshold drop relative to their scale: card precision@100 is a few percent
+    assert by_name["card_precision_at_100"].status is Status.FAIL
+    assert by_name["card_precision_at_100"].threshold == pytest.approx(0.05 * (1 - 0.25))
 
 
 def test_performance_warns_instead_of_judging_without_enough_labels() -> None:
