@@ -17,12 +17,13 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from fraud_core.db import make_engine
 from fraud_core.db.engine import normalise_url
-from fraud_core.db.importer import load_frame, normalise_file
+from fraud_core.db.importer import ImportSummary, load_frame, normalise_file
 from fraud_core.db.migrate import upgrade
 
 KEY = "bench-token-key-0123456789abcdef"
@@ -74,6 +75,20 @@ class CpuMeter:
         )
 
 
+def _timed_load(
+    title: str, frame: pd.DataFrame, engine: sa.Engine, meter: CpuMeter, args: argparse.Namespace
+) -> ImportSummary:
+    before = meter.snapshot()
+    summary = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows, workers=args.workers)
+    print(
+        f"{title:17s} {summary.load_seconds:6.1f} s  {len(frame) / summary.load_seconds:>10,.0f} rows/s"
+        f"  inserted {summary.inserted:,}, skipped {summary.duplicates:,}, labels written {summary.labels:,}, "
+        f"partitions created {len(summary.partitions_created)}"
+    )
+    print(f"                  {meter.report(before, len(frame))}")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="Kaggle-schema CSV or Parquet file")
@@ -103,23 +118,10 @@ def main() -> None:
         print(f"file: {args.path}: {n_read:,} rows, {len(rejections):,} rejected")
         print(f"read + normalise: {read_s:6.1f} s  {n_read / read_s:>10,.0f} rows/s")
 
-        before = meter.snapshot()
-        first = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows, workers=args.workers)
-        print(
-            f"load (fresh):     {first.load_seconds:6.1f} s  {len(frame) / first.load_seconds:>10,.0f} rows/s"
-            f"  inserted {first.inserted:,}, labels {first.labels:,}, partitions {len(first.partitions_created)}"
-        )
-        print(f"                  {meter.report(before, len(frame))}")
+        first = _timed_load("load (fresh):", frame, engine, meter, args)
         total = read_s + first.load_seconds
         print(f"end to end:       {total:6.1f} s  {n_read / total:>10,.0f} rows/s")
-
-        before = meter.snapshot()
-        again = load_frame(frame, engine=engine, chunk_rows=args.chunk_rows, workers=args.workers)
-        print(
-            f"load (again):     {again.load_seconds:6.1f} s  {len(frame) / again.load_seconds:>10,.0f} rows/s"
-            f"  inserted {again.inserted:,}, skipped {again.duplicates:,}, labels changed {again.labels:,}"
-        )
-        print(f"                  {meter.report(before, len(frame))}")
+        _timed_load("load (again):", frame, engine, meter, args)
         print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} (others' work slows wall time)")
     finally:
         engine.dispose()

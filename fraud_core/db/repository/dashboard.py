@@ -42,6 +42,20 @@ def _mask(last4: Any) -> str:
     return f"**** {last4}" if isinstance(last4, str) and last4 else "****"
 
 
+def _mask_cards(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replace ``card_last4`` by the masked ``card`` shown to people, in third position."""
+    frame.insert(2, "card", frame.pop("card_last4").map(_mask) if not frame.empty else pd.Series(dtype="str"))
+    return frame
+
+
+def _with_transaction(from_: Any, trans_num: Any) -> Any:
+    """Outer-join the stored transaction of ``trans_num`` (through the key registry, which gives
+    its event_time, so PostgreSQL reads one partition)."""
+    return from_.outerjoin(_keys, _keys.c.trans_num == trans_num).outerjoin(
+        _tx, (_tx.c.trans_num == _keys.c.trans_num) & (_tx.c.event_time == _keys.c.event_time)
+    )
+
+
 def _window(statement: Any, column: Any, start: datetime | None, end: datetime | None) -> Any:
     if start is not None:
         statement = statement.where(column >= as_utc(start))
@@ -90,13 +104,10 @@ def latest_scored_transactions(
             recent.c.model_version,
             recent.c.scored_at,
         )
-        .select_from(recent)
-        .outerjoin(_keys, _keys.c.trans_num == recent.c.trans_num)
-        .outerjoin(_tx, (_tx.c.trans_num == _keys.c.trans_num) & (_tx.c.event_time == _keys.c.event_time))
+        .select_from(_with_transaction(recent, recent.c.trans_num))
         .order_by(recent.c.scored_at.desc(), recent.c.id.desc())
     )
-    frame = _frame(session, statement, times=("event_time", "scored_at"))
-    frame.insert(2, "card", frame.pop("card_last4").map(_mask) if not frame.empty else pd.Series(dtype="str"))
+    frame = _mask_cards(_frame(session, statement, times=("event_time", "scored_at")))
     if not frame.empty:
         frame["decision"] = frame["decision"].astype(bool)
     return frame
@@ -407,15 +418,12 @@ def review_queue(*, session: Session, limit: int = 100, role: str = ScoringRole.
             _pred.c.model_version,
             _pred.c.scored_at,
         )
-        .select_from(_pred)
-        .outerjoin(_keys, _keys.c.trans_num == _pred.c.trans_num)
-        .outerjoin(_tx, (_tx.c.trans_num == _keys.c.trans_num) & (_tx.c.event_time == _keys.c.event_time))
+        .select_from(_with_transaction(_pred, _pred.c.trans_num))
         .where(_pred.c.role == role, _pred.c.decision.is_(True), ~has_verdict)
         .order_by(_pred.c.score.desc(), _pred.c.scored_at.desc(), _pred.c.id)
         .limit(limit)
     )
-    frame = _frame(session, statement, times=("event_time", "scored_at"))
-    frame.insert(2, "card", frame.pop("card_last4").map(_mask) if not frame.empty else pd.Series(dtype="str"))
+    frame = _mask_cards(_frame(session, statement, times=("event_time", "scored_at")))
     return frame
 
 
