@@ -46,6 +46,10 @@ def import_data(
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: DATABASE_URL)")
     ] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="rows per transaction")] = 100_000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="chunks loaded at once (default: 2 on PostgreSQL, 1 on SQLite)"),
+    ] = None,
     migrate: Annotated[bool, typer.Option("--migrate/--no-migrate", help="create or upgrade the schema first")] = True,
 ) -> None:
     """Load a Kaggle-schema file as history: transactions, their labels (origin import), rejected rows.
@@ -69,7 +73,7 @@ def import_data(
     def progress(done: int, total: int) -> None:
         typer.echo(f"import: {done:,}/{total:,} rows loaded ({done / max(total, 1):.0%})", err=True)
 
-    summary = import_file(data, url=url, chunk_rows=chunk_rows, progress=progress)
+    summary = import_file(data, url=url, chunk_rows=chunk_rows, workers=workers, progress=progress)
     typer.echo(summary.line())
 
 
