@@ -474,3 +474,28 @@ def test_keys_registry_matches_transactions(db_session: Session, canonical: pd.D
         )
     ).scalar_one()
     assert mismatched == 0
+
+
+def test_partition_names_and_months() -> None:
+    from fraud_core.db.partitions import months_of, next_month
+
+    assert partition_name(date(2019, 12, 31)) == "transactions_y2019m12"
+    assert next_month(date(2019, 12, 1)) == date(2020, 1, 1)
+    stamps = pd.Series(pd.to_datetime(["2019-12-31 23:59:59", "2020-01-01 00:00:00", "2019-12-01 00:00:00"]))
+    assert months_of(stamps) == [date(2019, 12, 1), date(2020, 1, 1)]
+
+
+def test_aware_times_are_stored_as_the_same_instant(db_session: Session) -> None:
+    from datetime import timezone
+
+    paris = timezone(timedelta(hours=2))
+    repo.upsert_labels(
+        pd.DataFrame({"trans_num": ["z"], "is_fraud": [1]}),
+        session=db_session,
+        origin="feed",
+        labelled_at=datetime(2020, 6, 1, 12, 0, tzinfo=paris),
+    )
+    stored = db_session.execute(sa.text("SELECT labelled_at AT TIME ZONE 'UTC' FROM labels")).scalar_one()
+    assert stored == datetime(2020, 6, 1, 10, 0)
+    label = repo.get_labels("z", session=db_session)[0]
+    assert label.labelled_at == datetime(2020, 6, 1, 10, 0, tzinfo=UTC)
