@@ -64,12 +64,129 @@ class ScoringEngine:
         reasons: how many reasons per score.
     """
 
-    def __init__(self, services: Services, holder: Any = None, *, reasons: int = 3) -> None:
+    def __init__(
+        self,
+        services: Services,
+        holder: Any = None,
+        *,
+        reasons: int = 3,
+        fast: bool = True,
+        label_refresh_seconds: float = 60.0,
+    ) -> None:
         from fraud_core.ml.serving import get_model_holder
 
         self.services = services
         self.holder = holder if holder is not None else get_model_holder()
         self.reasons = reasons
+        self.fast = fast
+        self.label_refresh_seconds = label_refresh_seconds
+        self._labels: Any = None  # LabelIndex snapshot
+        self._labels_at = 0.0
+        self._labels_loading = False
+        self._fast_scorer: tuple[Any, Any] | None = None  # (serving model, FastScorer or None)
+        self._reader: Any = None
+
+    # -- the single-transaction fast path ---------------------------------------------------------
+
+    def _fast_parts(self, model: Any) -> tuple[Any, Any] | None:
+        """(FastScorer, CardHistoryReader) for this model, or ``None`` when the fast path cannot serve."""
+        if not self.fast:
+            return None
+        if self._fast_scorer is None or self._fast_scorer[0] is not model:
+            from fraud_core.ml.fast import FastScorer
+
+            try:
+                scorer = FastScorer(model.predictor)
+            except (ValueError, AttributeError) as exc:
+                log.info("fast scoring path off for model %s: %s", model.version, exc)
+                scorer = None
+            self._fast_scorer = (model, scorer)
+        scorer = self._fast_scorer[1]
+        if scorer is None:
+            return None
+        if self._reader is None:
+            from fraud_core.db.single_history import CardHistoryReader
+
+            try:
+                self._reader = CardHistoryReader(self.services.require_engine())
+            except ValueError:
+                self._reader = False
+        return (scorer, self._reader) if self._reader else None
+
+    def refresh_labels(self) -> None:
+        """Reload the label snapshot of the fast path (all labels, as label events), now."""
+        from fraud_core.db import session_scope
+        from fraud_core.db.history import fetch_label_stats
+        from fraud_core.features import HistoryWindow
+        from fraud_core.features.single import LabelIndex
+
+        everything = HistoryWindow(
+            card_ids=(),
+            start=pd.Timestamp("1900-01-01"),
+            end=pd.Timestamp("1900-01-01"),
+            label_base_until=pd.Timestamp("1900-01-01"),
+            label_until=pd.Timestamp("2200-01-01"),
+        )
+        loaded_at = time.monotonic()
+        with session_scope(self.services.require_engine()) as session:
+            events = fetch_label_stats(everything, session=session)
+        self._labels = LabelIndex(events)
+        self._labels_at = loaded_at
+
+    def _label_index(self) -> Any:
+        """The label snapshot; refreshed in a background thread once older than the refresh period.
+
+        Labels feed features only when they are at least the label delay (days) old, so a snapshot
+        a minute old changes no realistic score; the first call loads synchronously.
+        """
+        if self._labels is None:
+            self.refresh_labels()
+        elif not self._labels_loading and time.monotonic() - self._labels_at > self.label_refresh_seconds:
+            import threading
+
+            self._labels_loading = True
+
+            def reload() -> None:
+                try:
+                    self.refresh_labels()
+                except Exception:  # keep serving the previous snapshot
+                    log.exception("label snapshot refresh failed")
+                finally:
+                    self._labels_loading = False
+
+            threading.Thread(target=reload, name="label-snapshot", daemon=True).start()
+        return self._labels
+
+    def score_record(self, record: TransactionIn, *, started: float) -> PredictionOut:
+        """Score one request body: the fast path when it applies, else the reference path.
+
+        Raises:
+            InvalidRowsError: the record breaks a row rule.
+        """
+        from fraud_core.features.single import canonical_one, features_one
+
+        model = self._model()
+        parts = self._fast_parts(model)
+        row = canonical_one(msgspec.structs.asdict(record), token_key=self.services.token_key) if parts else None
+        if parts is None or row is None:
+            frame = canonicalise([record], token_key=self.services.token_key)
+            return self.score(frame, started=started)[0]
+        scorer, reader = parts
+        history = reader.read(row)
+        features = features_one(
+            row, history, self._label_index(), label_delay_days=model.metadata.get("label_delay_days")
+        )
+        p, decision, level, reasons = scorer.score(features, reasons=self.reasons)
+        return PredictionOut(
+            trans_num=row["trans_num"],
+            fraud_probability=p,
+            is_fraud=bool(decision),
+            threshold=scorer.threshold,
+            risk_level=level,  # type: ignore[arg-type]
+            model_version=str(model.version),
+            reasons=[_reason(r) for r in reasons],
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
 
     def _model(self) -> Any:
         from fraud_core.ml.serving import ModelUnavailableError
@@ -114,25 +231,16 @@ class ScoringEngine:
         from fraud_core.features import history_window
 
         window = history_window(frame, label_delay_days=label_delay_days)
-        with session_scope(self.services.require_engine()) as session:
-            try:
-                from fraud_core.db import history as history_reader
-            except ImportError:
-                history_reader = None
-            if history_reader is not None:
-                cards = history_reader.fetch_card_history(window, session=session)
-                labels = history_reader.fetch_label_stats(window, session=session)
-                return cards, labels
-            # Interim until fraud_core.db.history lands: the window's rows only, no label features.
-            from fraud_core.db import repository
+        from fraud_core.db.history import fetch_card_history, fetch_label_stats
 
-            cards = repository.transactions_between(
-                window.start.to_pydatetime(), window.end.to_pydatetime(), session=session, card_ids=window.card_ids
-            )
-            return cards, None
+        with session_scope(self.services.require_engine()) as session:
+            return fetch_card_history(window, session=session), fetch_label_stats(window, session=session)
 
     def close(self) -> None:
-        """Nothing to release: the model holder is process-wide."""
+        """Release the history connection (the model holder is process-wide)."""
+        if self._reader:
+            self._reader.close()
+        self._reader = None
 
     def score(self, frame: pd.DataFrame, *, started: float | None = None) -> list[PredictionOut]:
         """Score canonical transactions (as :func:`canonicalise` returns them)."""

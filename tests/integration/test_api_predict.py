@@ -260,3 +260,38 @@ def test_fuzzing_from_the_openapi_schema_never_gets_a_server_error(
     assert len(sent) >= 1000, len(sent)
     statuses = {code for _, _, code in sent}
     assert 200 in statuses and 422 in statuses  # both valid and invalid requests were made
+
+
+def test_single_fast_path_equals_the_reference_path(
+    client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame
+) -> None:
+    """The fast path (one prepared query, numpy features, flattened trees) == the reference path."""
+    import msgspec
+
+    from fraud_core.db import repository, session_scope
+    from webapp.schemas import TransactionIn
+
+    cutoff = "2019-08-15"
+    stored = _store(clean_db, sample_raw[sample_raw["trans_date_trans_time"] < cutoff])
+    labels = sample_raw[sample_raw["trans_date_trans_time"] < "2019-08-01"][["trans_num", "is_fraud"]]
+    with session_scope(clean_db) as session:
+        repository.upsert_labels(
+            labels.assign(is_fraud=labels["is_fraud"].astype(bool)), session=session, origin="feed"
+        )
+    assert len(stored) > len(labels) > 1000
+    later = sample_raw[sample_raw["trans_date_trans_time"] >= cutoff].sample(40, random_state=1)
+    engine = client.app.state["services"].scoring
+    engine.refresh_labels()
+    for _, row in later.iterrows():
+        record = msgspec.convert(_record(row), TransactionIn)
+        fast = engine.score_record(record, started=0.0)
+        assert engine._fast_scorer is not None and engine._fast_scorer[1] is not None  # the fast path served
+        from webapp.scoring import canonicalise
+
+        reference = engine.score(canonicalise([record], token_key=TOKEN_KEY), started=0.0)[0]
+        assert fast.fraud_probability == pytest.approx(reference.fraud_probability, abs=1e-9)
+        assert fast.is_fraud == reference.is_fraud
+        assert fast.risk_level == reference.risk_level
+        assert [(r.feature, r.value) for r in fast.reasons] == [(r.feature, r.value) for r in reference.reasons]
+        for a, b in zip(fast.reasons, reference.reasons, strict=True):
+            assert a.contribution == pytest.approx(b.contribution, abs=2e-6), (fast, reference)

@@ -44,8 +44,9 @@ class PredictController(Controller):
     async def predict(self, data: JSONBody[TransactionIn], services: NamedDependency[Services]) -> PredictionOut:
         """Score one transaction against its card's recent history in the warehouse."""
         started = time.perf_counter()
-        frame = canonicalise([data], token_key=services.token_key)
-        return _scoring(services).score(frame, started=started)[0]
+        if services.scoring is None:
+            canonicalise([data], token_key=services.token_key)  # bad input is a 422 even without a model
+        return _scoring(services).score_record(data, started=started)
 
     @post("/batch", status_code=HTTP_200_OK, summary="Score up to 1,000 transactions", responses=_ERRORS)
     async def predict_batch(self, data: JSONBody[BatchIn], services: NamedDependency[Services]) -> BatchOut:

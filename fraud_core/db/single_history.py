@@ -1,0 +1,107 @@
+"""One card's history for one transaction, in one prepared PostgreSQL statement (``/predict``'s fast path).
+
+Reads what :func:`fraud_core.features.single.features_one` needs (:class:`CardHistory`): the card's
+transactions of the longest window before the transaction's second, the last one before that window,
+and whether the card bought in the category before. The selection is
+:func:`fraud_core.features.select_card_history`'s, restricted to one card; a test checks the
+features it gives against the batch.
+
+One reader per process holds one connection with the statement prepared on it, so a request costs
+one round trip; it reconnects once when the connection was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from fraud_core.features.single import CanonicalRow, CardHistory, history_bounds, to_us
+
+log = logging.getLogger(__name__)
+
+_STATEMENT = """
+PREPARE fd_card_history (text, timestamptz, timestamptz, text) AS
+SELECT 0 AS part, trans_num, event_time, amount, merch_lat, merch_long
+  FROM transactions WHERE card_id = $1 AND event_time >= $2 AND event_time < $3
+UNION ALL
+(SELECT 1, trans_num, event_time, amount, merch_lat, merch_long
+   FROM transactions WHERE card_id = $1 AND event_time < $2
+  ORDER BY event_time DESC, trans_num COLLATE "C" DESC LIMIT 1)
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, NULL
+ WHERE EXISTS (SELECT 1 FROM transactions WHERE card_id = $1 AND category = $4 AND event_time < $3)
+"""
+
+
+class CardHistoryReader:
+    """Reads :class:`CardHistory` rows from PostgreSQL over one dedicated connection.
+
+    Not thread-safe: one reader per event loop (the web app's worker process).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("the single-card history reader needs PostgreSQL")
+        self.engine = engine
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        connection = self.engine.raw_connection()
+        cursor = connection.cursor()
+        cursor.execute(_STATEMENT)
+        cursor.close()
+        connection.commit()
+        return connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()  # the prepared statement belongs to this session only
+            except Exception:  # closing a broken connection may fail again
+                log.debug("closing the history connection failed", exc_info=True)
+            self._connection = None
+
+    def read(self, row: CanonicalRow) -> CardHistory:
+        """The card history of one canonical transaction."""
+        start, end = history_bounds(row["event_time"])
+        params = (row["card_id"], start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), row["category"])
+        for attempt in (1, 2):
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                cursor = self._connection.cursor()
+                try:
+                    cursor.execute("EXECUTE fd_card_history (%s, %s, %s, %s)", params)
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+                self._connection.commit()
+                break
+            except Exception:
+                self.close()
+                if attempt == 2:
+                    raise
+                log.warning("card history connection lost; reconnecting", exc_info=True)
+        seen = False
+        t_us, trans_num, amount, lat, lon = [], [], [], [], []
+        for part, tn, event_time, amt, mlat, mlong in rows:
+            if part == 2:
+                seen = True
+                continue
+            t_us.append(to_us(event_time if isinstance(event_time, datetime) else datetime.fromisoformat(event_time)))
+            trans_num.append(str(tn))
+            amount.append(float(amt))
+            lat.append(float(mlat))
+            lon.append(float(mlong))
+        return CardHistory(
+            t_us=np.asarray(t_us, dtype=np.int64),
+            trans_num=trans_num,
+            amount=np.asarray(amount, dtype=np.float64),
+            merch_lat=np.asarray(lat, dtype=np.float64),
+            merch_long=np.asarray(lon, dtype=np.float64),
+            category_seen=seen,
+        )
