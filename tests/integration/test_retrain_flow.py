@@ -23,9 +23,9 @@ from fraud_core.db import make_engine, quality_repo, repository, session_scope
 from fraud_core.ml import registry
 from fraud_core.ml.challenger import ChallengerHolder, shadow_score
 from fraud_core.ml.pipeline import HGB_PARAMS
-from fraud_core.ml.serving import ModelHolder
+from fraud_core.ml.serving import ModelHolder, reset_model_holder
 from fraud_core.settings import MLflowSettings, get_settings, reset_settings
-from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY
+from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, FeedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -95,6 +95,7 @@ def env(
         yield configure
     monkeypatch.undo()
     reset_settings()
+    reset_model_holder()
 
 
 def _corrupt_training_labels(engine: Engine, frame: pd.DataFrame, before: pd.Timestamp) -> None:
@@ -201,6 +202,28 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
     holder = ChallengerHolder(settings)
     assert holder.current() is not None and holder.current().version == "3"  # type: ignore[union-attr]
     _check_shadow_scores(engine, frame, holder)
+    _check_live_flow_uses_the_champion(engine, env)
+
+
+def _check_live_flow_uses_the_champion(engine: Engine, env: Callable[..., None]) -> None:
+    """The next etl-and-predict run scores the feed's new transactions with version 2."""
+    from flows.etl_and_predict import etl_and_predict
+
+    raw = pd.read_parquet(SAMPLE_PATH)
+    raw = raw[(raw["trans_date_trans_time"] >= DATA_END) & (raw["trans_date_trans_time"] < "2019-07-02")]
+    with FeedServer(raw.reset_index(drop=True), label_delay=0.0) as feed:
+        env(API_URL=feed.url, SOURCE_NAME="feed", SOURCE_TIMEOUT_SECONDS=2.0, SOURCE_RETRIES=1, SMTP_HOST=None)
+        reset_model_holder()
+        state = etl_and_predict(return_state=True, deliver=False)
+        assert state.is_completed(), state.message
+    with engine.connect() as connection:
+        versions = connection.execute(
+            sa.text(
+                "SELECT p.model_version, count(*) FROM predictions p JOIN transactions t USING (trans_num) "
+                "WHERE t.source = 'feed' AND p.role = 'champion' GROUP BY p.model_version"
+            )
+        ).all()
+    assert [tuple(v) for v in versions] == [("2", len(raw))]
 
 
 def _check_shadow_scores(engine: Engine, frame: pd.DataFrame, holder: ChallengerHolder) -> None:
