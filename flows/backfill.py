@@ -23,9 +23,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from fraud_core.ml.serving import ServingModel, get_model_holder
+from fraud_core.ml.serving import get_model_holder
 from fraud_core.settings import PrefectSettings, get_settings
-from fraud_core.system.backfill import ChunkResult, plan_chunks, score_range
+from fraud_core.system.backfill import ChunkResult, ModelBundle, plan_chunks, score_range
 
 FLOW_NAME = "backfill"
 
@@ -39,10 +39,10 @@ def _engine(url: str) -> Engine:
 
 
 @task(name="score-chunk", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
-def score_chunk(start: datetime, end: datetime, model: ServingModel, only_unscored: bool = True) -> ChunkResult:
+def score_chunk(start: datetime, end: datetime, model: ModelBundle, only_unscored: bool = True) -> ChunkResult:
     """Score one chunk (runs on a Dask worker) and commit its scores."""
     engine = _engine(get_settings().database.url)
-    return score_range(start, end, engine=engine, model=model, only_unscored=only_unscored)
+    return score_range(start, end, engine=engine, model=model.load(), only_unscored=only_unscored)
 
 
 def dask_task_runner(settings: PrefectSettings, workers: int | None = None) -> Any:
@@ -59,16 +59,16 @@ def dask_task_runner(settings: PrefectSettings, workers: int | None = None) -> A
 
 
 class ModelHandle:
-    """Carries the model into the chunks' subflow.
+    """Carries the model's files into the chunks' subflow.
 
     A subflow's parameters are sent to the Prefect API as JSON; this wrapper (no ``__dict__``, not
-    iterable) is stored there as a placeholder instead of a serialisation of the whole model.
+    iterable) is stored there as a placeholder instead of the model's bytes.
     """
 
-    __slots__ = ("model",)
+    __slots__ = ("bundle",)
 
-    def __init__(self, model: ServingModel) -> None:
-        self.model = model
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
 
 
 def _importable_chunk_task() -> Any:
@@ -85,7 +85,7 @@ def score_chunks(
 ) -> list[ChunkResult]:
     """Every chunk as a task on the flow's task runner (Dask), in parallel; results in chunk order."""
     chunk_task = _importable_chunk_task()
-    futures = [chunk_task.submit(start, end, handle.model, only_unscored) for start, end in chunks]
+    futures = [chunk_task.submit(start, end, handle.bundle, only_unscored) for start, end in chunks]
     return [future.result() for future in futures]
 
 
@@ -142,7 +142,7 @@ def backfill(
     )
     logger.info("backfill %s .. %s: %d chunks with model %s on %s", start, end, len(chunks), model.version, where)
     began = time.perf_counter()
-    results = score_chunks.with_options(task_runner=runner)(chunks, ModelHandle(model), only_unscored)
+    results = score_chunks.with_options(task_runner=runner)(chunks, ModelHandle(ModelBundle.of(model)), only_unscored)
     seconds = time.perf_counter() - began
     create_markdown_artifact(
         key="backfill-summary", markdown=_report(results, model=model.version, seconds=seconds, where=where)

@@ -11,19 +11,74 @@ Chunks are independent (each reads, scores and commits on its own), so the flow 
 parallel on Dask. Scores are unique per (transaction, model version, role): re-running a chunk
 with the same model stores nothing new; after a promotion it adds the new champion's scores.
 Backfilled scores raise no alert: they are about the past.
+
+The model travels to the workers as its artifact files (:class:`ModelBundle`, well under a
+megabyte), not as a loaded object: a loaded predictor holds native handles that cannot be pickled,
+and a remote Dask worker may not see the registry or the flow's disk.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from fraud_core.ml.serving import ServingModel
+    from fraud_core.ml.serving import ChampionRef, ServingModel
+
+#: Models unpacked by this process, by fingerprint (a Dask worker runs many chunks of one model).
+_LOADED: dict[str, ServingModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A serving model as files: picklable, small, loadable anywhere.
+
+    Attributes:
+        ref: which champion it is (its version is stored with every score).
+        files: the artifact directory's files, by path relative to it.
+    """
+
+    ref: ChampionRef
+    files: dict[str, bytes]
+
+    @classmethod
+    def of(cls, model: ServingModel) -> ModelBundle:
+        """Pack a loaded model's artifact directory."""
+        root = Path(model.directory)
+        files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        return cls(ref=model.ref, files=files)
+
+    def load(self) -> ServingModel:
+        """The model, unpacked into a temporary folder and loaded once per process."""
+        with _LOADED_LOCK:
+            cached = _LOADED.get(self.ref.fingerprint)
+            if cached is not None:
+                return cached
+            import tempfile
+
+            from fraud_core.ml.artifact import read_metadata
+            from fraud_core.ml.serving import ServingModel, load_predictor
+
+            directory = Path(tempfile.mkdtemp(prefix="fraud-backfill-model-"))
+            for name, data in self.files.items():
+                target = directory / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            model = ServingModel(
+                ref=self.ref,
+                predictor=load_predictor(directory, self.ref.version),
+                directory=directory,
+                metadata=read_metadata(directory),
+            )
+            _LOADED[self.ref.fingerprint] = model
+            return model
 
 
 @dataclass(frozen=True, slots=True)
