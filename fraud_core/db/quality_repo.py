@@ -21,8 +21,6 @@ from sqlmodel import Session, col, select
 
 from fraud_core.db.audit import PromotionAudit, PromotionAuditCreate
 from fraud_core.db.models import (
-    Label,
-    LabelOrigin,
     PipelineRun,
     Prediction,
     RejectedRecord,
@@ -31,20 +29,16 @@ from fraud_core.db.models import (
     TransactionKey,
     table_of,
 )
-from fraud_core.db.repository.labels import ORIGIN_PRIORITY
+from fraud_core.db.repository.labels import effective_label_join
 from fraud_core.db.repository.transactions import to_canonical_frame
 from fraud_core.db.types import as_utc, to_naive_utc
 from fraud_core.schema import CANONICAL_COLUMNS
 
 _tx = table_of(Transaction)
 _keys = table_of(TransactionKey)
-_labels = table_of(Label)
 _pred = table_of(Prediction)
 _runs = table_of(PipelineRun)
 _rejected = table_of(RejectedRecord)
-
-#: Origins whose labels are ground truth (all of them: predictions never enter ``labels``).
-TRUE_LABEL_ORIGINS: tuple[str, ...] = tuple(o.value for o in LabelOrigin)
 
 
 def _frame(session: Session, statement: Any, *, times: Sequence[str] = ()) -> pd.DataFrame:
@@ -62,28 +56,6 @@ def _between(statement: Any, column: Any, start: datetime | None, end: datetime 
     if end is not None:
         statement = statement.where(column < as_utc(end))
     return statement
-
-
-def effective_labels(origins: Sequence[str] = TRUE_LABEL_ORIGINS) -> Any:
-    """A subquery ``(trans_num, is_fraud, labelled_at)``: one effective label per transaction."""
-    priority = sa.case(*[(_labels.c.origin == o, p) for o, p in ORIGIN_PRIORITY.items()], else_=99)
-    ranked = (
-        sa.select(
-            _labels.c.trans_num,
-            _labels.c.is_fraud,
-            _labels.c.labelled_at,
-            sa.func.row_number()
-            .over(partition_by=_labels.c.trans_num, order_by=(priority, _labels.c.labelled_at.desc()))
-            .label("rank"),
-        )
-        .where(_labels.c.origin.in_(list(origins)))
-        .subquery()
-    )
-    return (
-        sa.select(ranked.c.trans_num, ranked.c.is_fraud, ranked.c.labelled_at)
-        .where(ranked.c.rank == 1)
-        .subquery("effective_labels")
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +145,10 @@ def labelled_scores_between(
         ``trans_num, card_id, event_time, model_version, score, threshold, decision, is_fraud``
         (``is_fraud`` as int 0/1), by event time.
     """
-    labels = effective_labels()
+    base = _pred.join(_keys, _keys.c.trans_num == _pred.c.trans_num).join(
+        _tx, (_tx.c.trans_num == _keys.c.trans_num) & (_tx.c.event_time == _keys.c.event_time)
+    )
+    joined, label = effective_label_join(base, _pred.c.trans_num)
     statement = (
         sa.select(
             _pred.c.trans_num,
@@ -183,13 +158,10 @@ def labelled_scores_between(
             _pred.c.score,
             _pred.c.threshold,
             _pred.c.decision,
-            labels.c.is_fraud,
+            label.label("is_fraud"),
         )
-        .select_from(_pred)
-        .join(labels, labels.c.trans_num == _pred.c.trans_num)
-        .join(_keys, _keys.c.trans_num == _pred.c.trans_num)
-        .join(_tx, (_tx.c.trans_num == _keys.c.trans_num) & (_tx.c.event_time == _keys.c.event_time))
-        .where(_pred.c.role == role)
+        .select_from(joined)
+        .where(_pred.c.role == role, label.is_not(None))
     )
     if model_version is not None:
         statement = statement.where(_pred.c.model_version == model_version)
@@ -228,11 +200,11 @@ def labelled_transactions_between(start: datetime | None, end: datetime | None, 
     Only transactions whose label has arrived are returned; ``is_fraud`` is int8 0/1. This is what
     the retraining learns from and evaluates on.
     """
-    labels = effective_labels()
+    joined, label = effective_label_join(_tx, _tx.c.trans_num)
     statement = (
-        sa.select(*[_tx.c[c] for c in CANONICAL_COLUMNS], labels.c.is_fraud)
-        .select_from(_tx)
-        .join(labels, labels.c.trans_num == _tx.c.trans_num)
+        sa.select(*[_tx.c[c] for c in CANONICAL_COLUMNS], label.label("is_fraud"))
+        .select_from(joined)
+        .where(label.is_not(None))
     )
     statement = _between(statement, _tx.c.event_time, start, end).order_by(_tx.c.event_time, _tx.c.trans_num)
     frame = _frame(session, statement)
@@ -247,11 +219,11 @@ def labelled_transactions_between(start: datetime | None, end: datetime | None, 
 
 def label_counts_between(start: datetime | None, end: datetime | None, *, session: Session) -> tuple[int, int]:
     """``(labelled, fraud)``: transactions in the window with a true label, and how many are fraud."""
-    labels = effective_labels()
+    joined, label = effective_label_join(_tx, _tx.c.trans_num)
     statement = (
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((labels.c.is_fraud, 1), else_=0)), 0))
-        .select_from(_tx)
-        .join(labels, labels.c.trans_num == _tx.c.trans_num)
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((label, 1), else_=0)), 0))
+        .select_from(joined)
+        .where(label.is_not(None))
     )
     n, fraud = session.execute(_between(statement, _tx.c.event_time, start, end)).one()
     return int(n), int(fraud)
