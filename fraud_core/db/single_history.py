@@ -52,6 +52,9 @@ class CardHistoryReader:
     def _connect(self) -> Any:
         connection = self.engine.raw_connection()
         cursor = connection.cursor()
+        # One plan for every call: re-planning over all monthly partitions costs more than the
+        # query; the generic plan prunes partitions at execution time.
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
         cursor.execute(_STATEMENT)
         cursor.close()
         connection.commit()

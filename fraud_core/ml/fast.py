@@ -115,18 +115,38 @@ class FastHGB:
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds) of an encoded feature matrix (what the pipeline's encoder gives)."""
-        xp = np.ascontiguousarray(self.preprocess(x))
-        n, width = xp.shape
+        xp = self.preprocess(x)
+        n = xp.shape[0]
         n_trees = len(self.roots)
-        flat_x = xp.ravel()
-        # One flat (row, tree) walker per pair; x of a walker is flat_x[row * width + feature].
-        base = np.repeat(np.arange(n, dtype=np.int64) * width, n_trees)
-        node = np.tile(self.roots, n)
-        # Only walkers not yet at a leaf move; most paths are much shorter than the deepest one.
+        rows = np.repeat(np.arange(n, dtype=np.int64), n_trees)
+        node = self._walk(xp, rows, np.tile(np.arange(n_trees, dtype=np.int64), n))
+        leaves = self.value.take(node).reshape(n, n_trees)
+        # Sequential sums in tree order, from the baseline, as scikit-learn accumulates them.
+        total = np.concatenate([np.full((n, 1), self.baseline), leaves], axis=1)
+        return np.cumsum(total, axis=1)[:, -1]
+
+    def _walk(
+        self,
+        xp: np.ndarray,
+        rows: np.ndarray,
+        trees: np.ndarray,
+        visited: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> np.ndarray:
+        """Leaf node ids of (row, tree) pairs of a preprocessed matrix.
+
+        ``visited``, when given, receives (walker indices, tested column) of every step.
+        """
+        width = xp.shape[1]
+        flat_x = np.ascontiguousarray(xp).ravel()
+        base = rows * width
+        node = self.roots.take(trees)
         active = np.flatnonzero(~self.is_leaf.take(node))
         while len(active):
             at = node.take(active)
-            values = flat_x.take(base.take(active) + self.feature.take(at))
+            tested = self.feature.take(at)
+            if visited is not None:
+                visited.append((active, tested))
+            values = flat_x.take(base.take(active) + tested)
             go_left = values <= self.threshold.take(at)
             missing = np.isnan(values)
             if missing.any():
@@ -138,10 +158,41 @@ class FastHGB:
             nxt = np.where(go_left, self.left.take(at), self.right.take(at))
             node[active] = nxt
             active = active[~self.is_leaf.take(nxt)]
-        leaves = self.value.take(node).reshape(n, n_trees)
-        # Sequential sums in tree order, from the baseline, as scikit-learn accumulates them.
+        return node
+
+    def raw_near(self, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Raw scores of rows that differ from one reference row ``x0`` in a few columns.
+
+        A tree's path for a row only changes if it tests a column where the row differs from
+        ``x0``; every other tree keeps ``x0``'s leaf. Same leaves as :meth:`raw`, so same sums.
+        """
+        xp0 = self.preprocess(np.asarray(x0, dtype=np.float64).reshape(1, -1))
+        xp = self.preprocess(x)
+        n, width = xp.shape
+        n_trees = len(self.roots)
+        trees = np.arange(n_trees, dtype=np.int64)
+        visited: list[tuple[np.ndarray, np.ndarray]] = []
+        leaf0 = self._walk(xp0, np.zeros(n_trees, dtype=np.int64), trees, visited)
+        # Which columns each tree's path for x0 tests.
+        uses = np.zeros((n_trees, width), dtype=bool)
+        for walkers, tested in visited:
+            uses[walkers, tested] = True
+        same = (xp == xp0) | (np.isnan(xp) & np.isnan(xp0))
+        changed_rows, changed_cols = np.nonzero(~same)
+        affected = np.zeros((n, n_trees), dtype=bool)
+        for r, c in zip(changed_rows.tolist(), changed_cols.tolist(), strict=True):
+            affected[r] |= uses[:, c]
+        rows, hit = np.nonzero(affected)
+        leaves_node = np.broadcast_to(leaf0, (n, n_trees)).copy()
+        if len(rows):
+            leaves_node[rows, hit] = self._walk(xp, rows.astype(np.int64), hit.astype(np.int64))
+        leaves = self.value.take(leaves_node)
         total = np.concatenate([np.full((n, 1), self.baseline), leaves], axis=1)
         return np.cumsum(total, axis=1)[:, -1]
+
+    def predict_proba_near(self, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` of rows close to ``x0`` (see :meth:`raw_near`)."""
+        return 1.0 / (1.0 + np.exp(-self.raw_near(x0, x)))
 
     def _categorical_left(self, node: np.ndarray, values: np.ndarray, feature: np.ndarray) -> np.ndarray:
         negative = values < 0
@@ -185,7 +236,15 @@ class FastScorer:
         self.columns = list(predictor.feature_columns)
         self.threshold = float(predictor.threshold)
         self._explainer = copy.copy(predictor)
-        self._explainer._proba = self.model.predict_proba
+        self._x0: np.ndarray | None = None
+        self._explainer._proba = self._proba_near_current
+
+    def _proba_near_current(self, x: np.ndarray) -> np.ndarray:
+        # explain() scores the row with one feature at a time set to its typical value: rows that
+        # differ from the scored row in a few columns, which raw_near evaluates cheaply.
+        if self._x0 is not None and x.ndim == 2 and x.shape[1] == self._x0.shape[0]:
+            return self.model.predict_proba_near(self._x0, x)
+        return self.model.predict_proba(x)
 
     def encode(self, features: dict[str, Any]) -> np.ndarray:
         """The encoder's row: numeric columns in order, then category codes (NaN when unseen)."""
@@ -195,13 +254,35 @@ class FastScorer:
 
     def score(self, features: dict[str, Any], *, reasons: int = 3) -> tuple[float, bool, str, list[dict[str, Any]]]:
         """(probability, decision, risk level, reasons) of one feature row."""
-        import pandas as pd
-
         x = self.encode(features)
         scores = self.model.predict_proba(x)
         p = float(scores[0])
         explained: list[dict[str, Any]] = []
         if reasons > 0:
-            frame = pd.DataFrame({c: [features[c]] for c in self.columns})
-            explained = self._explainer.explain(frame, top=reasons, encoded=x, scores=scores)[0]
+            frame = _OneRow([features[c] for c in self.columns])
+            self._x0 = x[0]
+            try:
+                explained = self._explainer.explain(frame, top=reasons, encoded=x, scores=scores)[0]
+            finally:
+                self._x0 = None
         return p, p >= self.threshold, self.predictor.risk_level(p), explained
+
+
+class _OneRow:
+    """The little of a one-row feature frame that ``Predictor.explain`` reads.
+
+    ``explain`` selects ``features[feature_columns]`` (already in that order here) and reads values
+    with ``.iat[row, column]``; building a real DataFrame for that costs more than the model call.
+    """
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+        self.iat = self
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, tuple):
+            return self.values[key[1]]
+        return self
+
+    def __len__(self) -> int:
+        return 1

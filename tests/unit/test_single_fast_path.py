@@ -155,3 +155,25 @@ def test_fast_hgb_equals_scikit_learn() -> None:
     fast = FastHGB(model)
     np.testing.assert_allclose(fast.predict_proba(probe), model.predict_proba(probe)[:, 1], rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.predict_proba(probe[:1]), model.predict_proba(probe[:1])[:, 1], rtol=0, atol=1e-9)
+
+
+def test_fast_hgb_near_rows_equal_full_evaluation() -> None:
+    """raw_near (re-walk only the trees whose path tests a changed column) == raw on every row."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fraud_core.ml.fast import FastHGB
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1500, 5))
+    x[:, 4] = rng.integers(0, 6, 1500)
+    y = ((x[:, 0] - x[:, 2] + (x[:, 4] == 2)) > 0.5).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=25, categorical_features=[False] * 4 + [True], random_state=0)
+    fast = FastHGB(model.fit(x, y))
+    x0 = x[7]
+    near = np.repeat(x[7:8], 12, axis=0)
+    for k in range(5):
+        near[k, k] = x[99, k]
+    near[5, 1] = np.nan
+    near[6, 4] = 40.0  # an unknown category
+    np.testing.assert_allclose(fast.predict_proba_near(x0, near), model.predict_proba(near)[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(fast.raw_near(x0, near), fast.raw(near))
