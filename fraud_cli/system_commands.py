@@ -231,13 +231,29 @@ def deployment_names(api_url: str) -> list[str]:
     return sorted(f"{flows.get(d['flow_id'], '?')}/{d['name']}" for d in deployments)
 
 
-def run_deployment_now(api_url: str, name: str) -> str | None:
-    """Create a flow run of the deployment called ``name`` (any flow); its id, or None if absent."""
-    found = _prefect_post(api_url, "/deployments/filter", {"deployments": {"name": {"any_": [name]}}, "limit": 1})
-    if not found:
-        return None
-    run = _prefect_post(api_url, f"/deployments/{found[0]['id']}/create_flow_run", {"tags": ["up"]})
-    return str(run["id"])
+def run_deployment_now(api_url: str, name: str, *, attempts: int = 3) -> str | None:
+    """Create a flow run of the deployment called ``name`` (any flow); its id, or None if absent.
+
+    A busy server (a local SQLite one answers 503 while its database is locked) gets a few tries.
+
+    Raises:
+        httpx.HTTPError: the server kept refusing.
+    """
+    import httpx
+
+    for attempt in range(attempts):
+        try:
+            body = {"deployments": {"name": {"any_": [name]}}, "limit": 1}
+            found = _prefect_post(api_url, "/deployments/filter", body)
+            if not found:
+                return None
+            run = _prefect_post(api_url, f"/deployments/{found[0]['id']}/create_flow_run", {"tags": ["up"]})
+            return str(run["id"])
+        except httpx.HTTPError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2.0 * (attempt + 1))
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,12 +399,18 @@ def deploy(sup: Supervisor, options: UpOptions, report: Report, *, template: _Po
     ensure_work_pool(sup, options.api_url, timeout=options.timeout, template=job_template)
     worker = sup.start("worker", prefect("worker", "start", "--pool", WORK_POOL, "--type", "process"))
     if (REPO_ROOT / "prefect.yaml").exists():
+        import httpx
+
         missing = deploy_all(sup, timeout=options.timeout)
         report.step("deployments", ", ".join(deployment_names(options.api_url)), time.monotonic() - began)
         if missing:
             report.note(f"not deployed yet (no flow file): {', '.join(missing)}")
-        if run_deployment_now(options.api_url, LIVE_DEPLOYMENT) is None:
-            report.note(f"no {LIVE_DEPLOYMENT} deployment: nothing will be scored")
+        try:
+            # A first run now rather than at the schedule's next tick.
+            if run_deployment_now(options.api_url, LIVE_DEPLOYMENT) is None:
+                report.note(f"no {LIVE_DEPLOYMENT} deployment: nothing will be scored")
+        except httpx.HTTPError as exc:
+            report.note(f"could not start a first {LIVE_DEPLOYMENT} run ({exc}); its schedule will")
     else:
         report.note("no prefect.yaml: nothing deployed (the worker waits for deployments)")
     sup.wait_until(
@@ -483,6 +505,15 @@ def run_up(options: UpOptions) -> None:
         except Interrupted as received:
             guard.quiet()
             typer.echo(f"\n{received} received: stopping {len(sup.children)} processes ...")
+        except UserError:
+            raise
+        except Exception as exc:
+            import logging
+
+            logging.getLogger(__name__).exception("up failed")
+            raise UserError(
+                f"up failed: {type(exc).__name__}: {exc} (traceback in {var_dir / 'logs' / 'up.log'})"
+            ) from exc
         finally:
             guard.quiet()
             stopped = sup.stop_all()
