@@ -16,6 +16,7 @@ EXPECTED = {
     "etl-and-predict": "flows/etl_and_predict.py:etl_and_predict",
     "weekly-quality": "flows/weekly_quality.py:weekly_quality",
     "retrain": "flows/retrain.py:retrain",
+    "backfill": "flows/backfill.py:backfill",
 }
 
 
