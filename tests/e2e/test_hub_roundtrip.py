@@ -190,6 +190,12 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> FakeHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def run_client(code: str, env: dict[str, str | None], *, check: bool = True) -> Any:
     """Run ``code`` in a fresh interpreter (so huggingface_hub reads ``env`` at import).

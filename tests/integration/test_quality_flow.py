@@ -232,7 +232,7 @@ def test_failed_etl_runs_fail_pipeline_health(session: Session) -> None:
 def prefect() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

@@ -8,6 +8,7 @@ loses, stays challenger, and the audit row says why with both sets of figures.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest.mock import patch
@@ -23,8 +24,9 @@ from fraud_core.db import make_engine, quality_repo, repository, session_scope
 from fraud_core.ml import registry
 from fraud_core.ml.challenger import ChallengerHolder, shadow_score
 from fraud_core.ml.pipeline import HGB_PARAMS
-from fraud_core.ml.serving import ModelHolder, reset_model_holder
+from fraud_core.ml.serving import ModelHolder, get_model_holder, reset_model_holder
 from fraud_core.settings import MLflowSettings, get_settings, reset_settings
+from tests.e2e.test_hub_roundtrip import FakeHub
 from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, FeedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,7 +39,7 @@ NAME = "fraud-detector"
 def prefect() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
@@ -90,6 +92,7 @@ def env(
         HF_MODEL_REVISION=None,
         MODEL_RELOAD_CHECK_SECONDS=0,
     )
+    reset_model_holder()
     # The product's training code, with a short boosting run so that three retrainings take seconds.
     with patch.dict(HGB_PARAMS, {"max_iter": 40}):
         yield configure
@@ -139,14 +142,30 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
     assert first["promoted"] and first["champion_version"] is None and first["challenger_version"] == "1"
     assert first["challenger"]["pr_auc"] < 0.3  # it learnt noise
     assert _aliases(mlflow_uri) == {"champion": "1"}
+    serving = get_model_holder()  # the process-wide holder the live flow and /predict use
+    assert serving.get().version == "1"
     plan = first["plan"]
     assert pd.Timestamp(plan["eval_start"]) == eval_start
     assert pd.Timestamp(plan["label_cutoff"]) == as_of - pd.Timedelta(days=7)
 
-    # 2. labels fixed: the challenger is judged against champion 1 on the same window and wins
+    # 2. labels fixed: the challenger is judged against champion 1 on the same window and wins;
+    #    the Hub is configured, so the version is also published there
     _fix_labels(engine)
-    env(PROMOTION_MIN_PR_AUC=None, PROMOTION_MIN_RECALL=None)
-    better = _retrain()
+    with FakeHub() as hub:
+        env(
+            PROMOTION_MIN_PR_AUC=None,
+            PROMOTION_MIN_RECALL=None,
+            HF_MODEL_REPO="acme/fraud-detector",
+            HF_TOKEN="hf_retrain_test_token",
+            HF_ENDPOINT=hub.url,
+        )
+        better = _retrain()
+        env(HF_MODEL_REPO=None, HF_TOKEN=None, HF_ENDPOINT=None)
+    assert better["hub"] == {"repo": "acme/fraud-detector", "tag": "v2"}
+    published = hub.repos["acme/fraud-detector"]
+    files = published.commits[published.refs["v2"]]
+    assert {"model.joblib", "metadata.json", "README.md", "MLmodel"} <= set(files)
+    assert json.loads(files["metadata.json"])["registry_version"] == "2"
     assert better["champion_version"] == "1" and better["challenger_version"] == "2"
     assert better["promoted"], better["reasons"]
     assert better["challenger"]["pr_auc"] > first["challenger"]["pr_auc"] + 0.3
@@ -178,8 +197,9 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
         assert rows["2"].promoted and rows["2"].champion_version == "1"
         assert rows["1"].promoted and rows["1"].champion_version is None and "no champion yet" in rows["1"].reason
         # the warehouse's model versions follow the aliases (the dashboard reads them)
-        versions = {v.version: v.alias for v in repository.list_model_versions(session=session, name=NAME)}
-        assert versions == {"1": None, "2": "champion", "3": "challenger"}
+        versions = {v.version: v for v in repository.list_model_versions(session=session, name=NAME)}
+        assert {k: v.alias for k, v in versions.items()} == {"1": None, "2": "champion", "3": "challenger"}
+        assert versions["2"].hub_revision == "v2" and versions["3"].hub_revision is None
 
     # MLflow: an experiment run per retraining with params, windows, metrics and a model with a signature
     client = registry.mlflow_client(get_settings().mlflow)
@@ -213,9 +233,10 @@ def _check_live_flow_uses_the_champion(engine: Engine, env: Callable[..., None])
     raw = raw[(raw["trans_date_trans_time"] >= DATA_END) & (raw["trans_date_trans_time"] < "2019-07-02")]
     with FeedServer(raw.reset_index(drop=True), label_delay=0.0) as feed:
         env(API_URL=feed.url, SOURCE_NAME="feed", SOURCE_TIMEOUT_SECONDS=2.0, SOURCE_RETRIES=1, SMTP_HOST=None)
-        reset_model_holder()
         state = etl_and_predict(return_state=True, deliver=False)
         assert state.is_completed(), state.message
+    # no restart: the same process-wide holder loaded version 1, then version 2 when the alias moved
+    assert get_model_holder().loads == 2 and get_model_holder().get().version == "2"
     with engine.connect() as connection:
         versions = connection.execute(
             sa.text(
