@@ -217,11 +217,15 @@ def test_duplicates_and_rejections_fail_their_checks(session: Session) -> None:
     assert checks["rejected_rate"].status is Status.FAIL
 
 
-def test_failed_etl_runs_fail_pipeline_health(session: Session) -> None:
-    session.execute(
+def _fail_two_days_of_etl_runs(connection: Session | sa.Connection) -> None:
+    connection.execute(
         sa.text("UPDATE pipeline_runs SET status = 'failed' WHERE started_at >= :a AND started_at < :b"),
         {"a": START + timedelta(days=1), "b": START + timedelta(days=3)},
     )
+
+
+def test_failed_etl_runs_fail_pipeline_health(session: Session) -> None:
+    _fail_two_days_of_etl_runs(session)
     checks = _by_name(_report(session))
     assert checks["run_success_rate"].status is Status.FAIL
     assert checks["run_success_rate"].value == pytest.approx(5 / 7, abs=0.01)
@@ -259,11 +263,8 @@ def test_flow_stores_and_publishes_the_report_then_fails_and_alerts_on_a_failing
 
     with SmtpSink() as smtp:
         env(**smtp.env("quality-team@example.com"))
-        with engine.begin() as connection:  # the ETL stopped for two days
-            connection.execute(
-                sa.text("UPDATE pipeline_runs SET status = 'failed' WHERE started_at >= :a AND started_at < :b"),
-                {"a": START + timedelta(days=1), "b": START + timedelta(days=3)},
-            )
+        with engine.begin() as connection:  # the ETL failed for two days
+            _fail_two_days_of_etl_runs(connection)
         failed = _flow(window_start=START, window_end=END)
         assert failed.is_failed()
         assert "run_success_rate" in str(failed.message)

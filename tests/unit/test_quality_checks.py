@@ -260,3 +260,33 @@ def test_latency_percentiles() -> None:
     assert p50.value == pytest.approx(50.5) and p50.status is Status.PASS
     assert p95.value == pytest.approx(95.05) and p95.status is Status.FAIL
     assert all(c.status is Status.WARN for c in check_latency([], p50_max_seconds=60, p95_max_seconds=90))
+
+
+# --- windows -------------------------------------------------------------------------------
+
+
+def test_window_defaults_to_the_last_days_of_the_wall_clock() -> None:
+    from fraud_core.quality.weekly import resolve_window
+    from fraud_core.settings import QualitySettings, Settings
+
+    now = datetime(2025, 3, 10, 6, 0)
+    window = resolve_window(Settings(quality=QualitySettings(window_days=7)), now=now)
+    assert (window.start, window.end) == (now - timedelta(days=7), now)
+    assert (window.arrival_start, window.arrival_end) == (window.start, window.end)
+    assert window.previous == (now - timedelta(days=14), now - timedelta(days=7))
+
+
+def test_window_anchored_on_the_newest_transaction_for_replays_keeps_arrivals_on_the_wall_clock() -> None:
+    from fraud_core.quality.weekly import resolve_window
+    from fraud_core.settings import QualitySettings, Settings
+
+    settings = Settings(quality=QualitySettings(window_anchor="latest"))
+    now, latest = datetime(2025, 3, 10), datetime(2019, 10, 12, 23, 59)
+    window = resolve_window(settings, now=now, latest_event=latest, days=2)
+    assert window.end == latest + timedelta(microseconds=1) and window.length == timedelta(days=2)
+    assert (window.arrival_start, window.arrival_end) == (now - timedelta(days=2), now)
+    explicit = resolve_window(settings, start=datetime(2019, 10, 6), now=now, latest_event=latest)
+    assert (explicit.start, explicit.end) == (datetime(2019, 10, 6), datetime(2019, 10, 13))
+    assert explicit.arrival_end == explicit.end
+    with pytest.raises(ValueError, match="empty quality window"):
+        resolve_window(settings, start=datetime(2019, 10, 6), end=datetime(2019, 10, 6))
