@@ -72,3 +72,40 @@ def test_champion_cannot_be_its_own_challenger(client) -> None:  # type: ignore[
     registry.promote(NAME, 1, client=client)
     with pytest.raises(ValueError, match="is the champion"):
         registry.set_challenger(NAME, 1, client=client)
+
+
+def test_cli_shows_aliases_and_a_manual_rollback_is_audited(
+    client, store: MLflowSettings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from fraud_cli.main import main
+    from fraud_core.db import make_engine, quality_repo, session_scope
+    from fraud_core.settings import reset_settings
+
+    registry.promote(NAME, 1, client=client)
+    registry.promote(NAME, 2, client=client)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
+    monkeypatch.setenv("MLFLOW_REGISTERED_MODEL_NAME", NAME)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    reset_settings()
+    try:
+        assert _cli(main, ["promote", "1", "--reason", "version 2 misbehaves"]) == 0
+        assert _cli(main, ["models"]) == 0
+    finally:
+        reset_settings()
+    out = capsys.readouterr().out
+    assert f"promote: {NAME} version 1 is champion (was 2)" in out
+    assert f"{NAME}@champion: version 1" in out
+    assert registry.aliases(NAME, client=client) == {"champion": "1"}
+    engine = make_engine(sqlite_url)
+    with session_scope(engine) as session:
+        (audit,) = quality_repo.list_promotion_audits(session=session)
+        assert (audit.challenger_version, audit.champion_version, audit.promoted) == ("1", "2", True)
+        assert audit.reason == "promoted by hand: version 2 misbehaves"
+    engine.dispose()
+
+
+def _cli(main, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    try:
+        return int(main(args))
+    except SystemExit as exc:  # typer's standalone mode exits after the command
+        return int(exc.code or 0)
