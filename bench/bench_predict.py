@@ -120,6 +120,35 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server's processes and by the PostgreSQL backends serving it.
+
+    Wall-clock throughput depends on what else runs on the machine; CPU per request does not, so
+    the report gives both.
+    """
+    import psutil
+
+    server = psutil.Process(server_pid)
+    procs = [server, *server.children(recursive=True)]
+    app = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            app += times.user + times.system
+        except psutil.Error:
+            continue
+    backends = 0.0
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "postgres: " in cmdline and "fraud_bench_web_" in cmdline:
+            try:
+                times = proc.cpu_times()
+                backends += times.user + times.system
+            except psutil.Error:
+                continue
+    return {"app": app, "postgres": backends}
+
+
 def wrk(
     url: str, bodies: Path, *, duration: int, connections: int, threads: int, rate: float = 0.0
 ) -> dict[str, float]:
@@ -169,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             assert sample.status_code == 200, sample.text
             print("one answer:", sample.text[:300])
             wrk(url, bodies, duration=args.warmup, connections=args.connections, threads=args.threads)
+            cpu_before = cpu_seconds(process.pid)
             full = wrk(url, bodies, duration=args.duration, connections=args.connections, threads=args.threads)
+            cpu_after = cpu_seconds(process.pid)
+            cpu_ms = {k: 1000 * (cpu_after[k] - cpu_before[k]) / max(full["requests"], 1) for k in cpu_after}
             half_rate = full["requests_per_s"] / 2
             half = wrk(
                 url,
@@ -182,13 +214,15 @@ def main(argv: list[str] | None = None) -> int:
             report = {
                 "server": f"fraud-detector serve ({args.server}, {args.workers} workers)",
                 "cpus": os.cpu_count(),
-                "load_average_before": os.getloadavg(),
+                "load_average_before": [round(v, 2) for v in os.getloadavg()],
                 "saturation": {
                     "connections": args.connections,
                     "requests_per_s": round(full["requests_per_s"], 1),
                     "non_2xx": full["non_2xx"],
                     "p50_ms": full["p50_us"] / 1000,
                     "p99_ms": full["p99_us"] / 1000,
+                    "cpu_ms_per_request": {k: round(v, 3) for k, v in cpu_ms.items()},
+                    "requests_per_s_if_2_cores_were_ours": round(2000 / max(sum(cpu_ms.values()), 1e-9), 1),
                 },
                 "half_rate": {
                     "target_rps": round(half_rate, 1),

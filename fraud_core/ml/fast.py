@@ -98,6 +98,20 @@ class FastHGB:
         self.value = np.concatenate(values)
         self.depth = max_depth
         self.any_categorical = bool(self.is_categorical.any())
+        # Categorical splits as a lookup table: go_left[split, code] for codes 0..255, with
+        # scikit-learn's rule (left if in the split's bitset, right if a known category, else the
+        # missing-value direction), so a step is one gather instead of two bitset tests.
+        cat_nodes = np.flatnonzero(self.is_categorical)
+        self.cat_row = np.zeros(offset, dtype=np.int64)
+        self.cat_row[cat_nodes] = np.arange(len(cat_nodes))
+        codes = np.arange(256, dtype=np.int64)
+        word, bit = codes // _BITS, (codes % _BITS).astype(np.uint32)
+        table = np.zeros((max(len(cat_nodes), 1), 256), dtype=bool)
+        for i, j in enumerate(cat_nodes):
+            in_left = ((self.bitsets[self.bitset_row[j], word] >> bit) & 1).astype(bool)
+            known = ((self.known_bitsets[self.f_idx_map[self.feature[j]], word] >> bit) & 1).astype(bool)
+            table[i] = np.where(in_left | known, in_left, self.missing_left[j])
+        self.cat_table = table
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """The classifier's ``_preprocess_X``: categorical columns ordinal-encoded and moved first."""
@@ -154,7 +168,7 @@ class FastHGB:
             if self.any_categorical:
                 cat = np.flatnonzero(self.is_categorical.take(at) & ~missing)
                 if len(cat):
-                    go_left[cat] = self._categorical_left(at[cat], values[cat], self.feature.take(at[cat]))
+                    go_left[cat] = self._categorical_lookup(at[cat], values[cat])
             nxt = np.where(go_left, self.left.take(at), self.right.take(at))
             node[active] = nxt
             active = active[~self.is_leaf.take(nxt)]
@@ -194,15 +208,13 @@ class FastHGB:
         """:meth:`predict_proba` of rows close to ``x0`` (see :meth:`raw_near`)."""
         return 1.0 / (1.0 + np.exp(-self.raw_near(x0, x)))
 
-    def _categorical_left(self, node: np.ndarray, values: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    def _categorical_lookup(self, node: np.ndarray, values: np.ndarray) -> np.ndarray:
         negative = values < 0
         code = np.clip(np.where(negative, 0, values), 0, 255).astype(np.int64)
-        word, bit = code // _BITS, (code % _BITS).astype(np.uint32)
-        in_left = ((self.bitsets[self.bitset_row.take(node), word] >> bit) & 1).astype(bool)
-        known_row = self.f_idx_map.take(feature)
-        known = ((self.known_bitsets[known_row, word] >> bit) & 1).astype(bool)
-        unknown = negative | ~(in_left | known)
-        return np.where(unknown, self.missing_left.take(node), in_left)
+        left = self.cat_table[self.cat_row.take(node), code]
+        if negative.any():  # out of range: treated as missing, as scikit-learn does
+            left[negative] = self.missing_left.take(node[negative])
+        return left
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive class (scikit-learn's ``predict_proba(x)[:, 1]``)."""
