@@ -194,7 +194,7 @@ def test_compose_wires_services_by_environment(compose: dict[str, Any]) -> None:
 def test_compose_environment_names_are_real_settings(compose: dict[str, Any]) -> None:
     from fraud_core.system.settings_doc import setting_docs
 
-    known = {doc.env for doc in setting_docs()}
+    known = {name for doc in setting_docs() for name in doc.names}
     for name in ("bootstrap", "worker", "source", "webapp"):
         unknown = [
             k for k in compose["services"][name]["environment"] if k not in known and not k.startswith("PREFECT_")
