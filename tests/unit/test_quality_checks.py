@@ -77,6 +77,8 @@ def test_schema_passes_on_canonical_frame_and_fails_on_missing_or_retyped_column
     assert bad.status is Status.FAIL
     assert bad.value == 2
     assert "merchant" in bad.detail and "amount" in bad.detail
+    empty = pd.DataFrame(columns=list(week.columns))  # what a window without rows reads as
+    assert dq.check_schema(empty).status is Status.PASS
 
 
 def test_nulls_fail_when_a_column_has_missing_values(week: pd.DataFrame) -> None:
