@@ -120,8 +120,11 @@ def server(clean_db: Engine, seeded: dict[str, Any]) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        import panel as pn
+
         uv_server.should_exit = True
         thread.join(timeout=10)
+        pn.state.reset()  # sessions, periodic callbacks and caches must not leak into other tests
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, sample_raw: pd.DataFrame
     from fraud_core.ml.artifact import save_artifact
     from fraud_core.ml.train import train_model
 
-    raw = sample_raw[sample_raw["trans_date_trans_time"] < "2019-09-01"]
+    raw = sample_raw[sample_raw["trans_date_trans_time"] < "2019-05-01"]  # small: a quick fit
     frame = to_canonical(raw, token_key=TOKEN_KEY, require_label=True).frame
     frame = frame.sort_values(["event_time", "trans_num"]).reset_index(drop=True)
     artifact = train_model(frame, kind="hgb", validation_weeks=4, label_delay_days=7, progress=lambda _: None)
