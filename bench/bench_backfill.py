@@ -135,7 +135,11 @@ def main() -> None:
     parser.add_argument("--database", default="fraud_bench_backfill", help="database name (created if missing)")
     parser.add_argument("--keep", action="store_true", help="keep the database (the next run skips the import)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="local Dask processes")
-    parser.add_argument("--chunk-days", type=float, default=7.0)
+    parser.add_argument(
+        "--chunk-days",
+        type=float,
+        help="days per chunk (default: two chunks per Dask process; each chunk pays one history query)",
+    )
     parser.add_argument("--model-dir", default=str(REPO / "var" / "bench" / "backfill-model"))
     parser.add_argument("--parity-batches", type=int, default=5)
     args = parser.parse_args()
@@ -179,13 +183,14 @@ def main() -> None:
 
         from flows.backfill import backfill
 
+        chunk_days = args.chunk_days or (TEST_END - TEST_START).total_seconds() / 86_400 / (2 * args.workers)
         with prefect_test_harness(server_startup_timeout=120):
             started = time.perf_counter()
-            result = backfill(start=TEST_START, end=TEST_END, chunk_days=args.chunk_days, workers=args.workers)
+            result = backfill(start=TEST_START, end=TEST_END, chunk_days=chunk_days, workers=args.workers)
             wall = time.perf_counter() - started
         print(
             f"backfill: {result['scored']:,} of {to_score:,} transactions scored in {result['chunks']} chunks of "
-            f"{args.chunk_days:g} days on {args.workers} Dask processes: {wall:.1f} s wall "
+            f"{chunk_days:.1f} days on {args.workers} Dask processes: {wall:.1f} s wall "
             f"({result['seconds']:.1f} s in the chunks' subflow), {result['scored'] / wall:,.0f} transactions/s, "
             f"model {result['model_version']}"
         )

@@ -7,6 +7,9 @@ cluster (one single-threaded process per core) is started for the run and torn d
 ``PREFECT_FLOWS_DASK_SCHEDULER_ADDRESS=tcp://host:8786`` sends the chunks to a running cluster
 instead, whose workers need this package and the same settings (``DATABASE_URL`` ...).
 
+Each chunk pays one card-history query whose cost grows with everything stored before it, so a few
+large chunks (two or three per Dask process) beat many small ones: pass ``chunk_days``.
+
     prefect deployment run 'backfill/backfill' --param start=2020-06-21 --param end=2021-01-01
 """
 
