@@ -266,6 +266,14 @@ def features_one(
             relative = (mean, std)
     assert relative is not None
     mean_rel, std_rel = relative
+    # The burst features (the last day against the card's month), as the batch divides them.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["card_mean_ratio_24h_30d"] = float(np.float64(out["card_amount_mean_24h"]) / np.float64(mean_rel))
+        count_30d = np.float64(out["card_count_30d"])
+        per_day = np.float64(WINDOWS["30d"] / WINDOWS["24h"])
+        out["card_rate_ratio_24h_30d"] = (
+            float(np.float64(out["card_count_24h"]) / (count_30d / per_day)) if count_30d > 0 else math.nan
+        )
     amount = row["amount"]
     out["amount_ratio_30d"] = amount / mean_rel if mean_rel > 0 else math.nan
     out["amount_zscore_30d"] = (amount - mean_rel) / std_rel if std_rel > 0 else math.nan
@@ -321,7 +329,7 @@ def features_one(
         )
         out["category_fraud_rate"] = float(category_rate[0])
         out["merchant_fraud_rate"] = float(merchant_rate[0])
-    return {name: out[name] for name in FEATURE_COLUMNS}
+    return {name: out[name] for name in FEATURE_COLUMNS}  # a KeyError here: a new batch feature to mirror
 
 
 def history_from_frame(history: pd.DataFrame, row: CanonicalRow) -> CardHistory:

@@ -174,23 +174,35 @@ class FastHGB:
             active = active[~self.is_leaf.take(nxt)]
         return node
 
-    def raw_near(self, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def reference(self, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Walk one row through every tree: (preprocessed row, leaves, columns each path tests, raw score)."""
+        xp0 = self.preprocess(np.asarray(x0, dtype=np.float64).reshape(1, -1))
+        n_trees = len(self.roots)
+        visited: list[tuple[np.ndarray, np.ndarray]] = []
+        trees = np.arange(n_trees, dtype=np.int64)
+        leaf0 = self._walk(xp0, np.zeros(n_trees, dtype=np.int64), trees, visited)
+        uses = np.zeros((n_trees, xp0.shape[1]), dtype=bool)
+        for walkers, tested in visited:
+            uses[walkers, tested] = True
+        total = np.concatenate([[self.baseline], self.value.take(leaf0)])
+        return xp0, leaf0, uses, float(np.cumsum(total)[-1])
+
+    def raw_near(
+        self,
+        x0: np.ndarray,
+        x: np.ndarray,
+        reference: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None,
+    ) -> np.ndarray:
         """Raw scores of rows that differ from one reference row ``x0`` in a few columns.
 
         A tree's path for a row only changes if it tests a column where the row differs from
         ``x0``; every other tree keeps ``x0``'s leaf. Same leaves as :meth:`raw`, so same sums.
+        ``reference`` is :meth:`reference` of ``x0`` when the caller already has it.
         """
-        xp0 = self.preprocess(np.asarray(x0, dtype=np.float64).reshape(1, -1))
+        xp0, leaf0, uses, _ = reference if reference is not None else self.reference(x0)
         xp = self.preprocess(x)
-        n, width = xp.shape
+        n = xp.shape[0]
         n_trees = len(self.roots)
-        trees = np.arange(n_trees, dtype=np.int64)
-        visited: list[tuple[np.ndarray, np.ndarray]] = []
-        leaf0 = self._walk(xp0, np.zeros(n_trees, dtype=np.int64), trees, visited)
-        # Which columns each tree's path for x0 tests.
-        uses = np.zeros((n_trees, width), dtype=bool)
-        for walkers, tested in visited:
-            uses[walkers, tested] = True
         same = (xp == xp0) | (np.isnan(xp) & np.isnan(xp0))
         changed_rows, changed_cols = np.nonzero(~same)
         affected = np.zeros((n, n_trees), dtype=bool)
@@ -249,13 +261,15 @@ class FastScorer:
         self.threshold = float(predictor.threshold)
         self._explainer = copy.copy(predictor)
         self._x0: np.ndarray | None = None
+        self._reference: Any = None
         self._explainer._proba = self._proba_near_current
 
     def _proba_near_current(self, x: np.ndarray) -> np.ndarray:
         # explain() scores the row with one feature at a time set to its typical value: rows that
         # differ from the scored row in a few columns, which raw_near evaluates cheaply.
         if self._x0 is not None and x.ndim == 2 and x.shape[1] == self._x0.shape[0]:
-            return self.model.predict_proba_near(self._x0, x)
+            raw = self.model.raw_near(self._x0, x, self._reference)
+            return 1.0 / (1.0 + np.exp(-raw))
         return self.model.predict_proba(x)
 
     def encode(self, features: dict[str, Any]) -> np.ndarray:
@@ -267,16 +281,17 @@ class FastScorer:
     def score(self, features: dict[str, Any], *, reasons: int = 3) -> tuple[float, bool, str, list[dict[str, Any]]]:
         """(probability, decision, risk level, reasons) of one feature row."""
         x = self.encode(features)
-        scores = self.model.predict_proba(x)
+        reference = self.model.reference(x[0])
+        scores = 1.0 / (1.0 + np.exp(-np.asarray([reference[3]])))
         p = float(scores[0])
         explained: list[dict[str, Any]] = []
         if reasons > 0:
             frame = _OneRow([features[c] for c in self.columns])
-            self._x0 = x[0]
+            self._x0, self._reference = x[0], reference
             try:
                 explained = self._explainer.explain(frame, top=reasons, encoded=x, scores=scores)[0]
             finally:
-                self._x0 = None
+                self._x0, self._reference = None, None
         return p, p >= self.threshold, self.predictor.risk_level(p), explained
 
 

@@ -177,3 +177,4 @@ def test_fast_hgb_near_rows_equal_full_evaluation() -> None:
     near[6, 4] = 40.0  # an unknown category
     np.testing.assert_allclose(fast.predict_proba_near(x0, near), model.predict_proba(near)[:, 1], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(fast.raw_near(x0, near), fast.raw(near))
+    assert fast.reference(x0)[3] == fast.raw(x0[None, :])[0]
