@@ -102,7 +102,10 @@ def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Err
 
 
 def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorOut]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if "client disconnected" in str(exc):  # nobody is listening for this answer; not our fault
+        log.debug("client went away during %s %s", request.method, request.url.path)
+    else:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(
         ErrorOut(status_code=HTTP_500_INTERNAL_SERVER_ERROR, detail="internal server error"),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,
