@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -51,6 +52,8 @@ FLOW_NAME = "etl-and-predict"
 ARTIFACT_KEY = "etl-and-predict-summary"
 
 # Task inputs hold sessions and raw records (card numbers): never hash, cache or persist them.
+# Large inputs are passed as quote(...): Prefect would otherwise visit every element of them
+# looking for futures (5 s for 10,000 records).
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, "retries": 0}
 
 
@@ -134,9 +137,10 @@ def load(
 
 
 @task(name="features", **_TASK_OPTIONS)
-def features(frame: pd.DataFrame, session: Session) -> pd.DataFrame:
+def features(frame: pd.DataFrame, session: Session, model: ServingModel) -> pd.DataFrame:
     """Online features: the batch's cards' history in one query, then the shared feature code."""
-    return scoring.online_features(frame, session=session, label_delay_days=get_settings().features.label_delay_days)
+    delay = scoring.label_delay_days(model, get_settings().features.label_delay_days)
+    return scoring.online_features(frame, session=session, label_delay_days=delay)
 
 
 @task(name="predict", **_TASK_OPTIONS)
@@ -198,7 +202,7 @@ def _score_and_store(
     """Load, features, predict and route in one transaction (see the module docstring)."""
     with session_scope(engine) as session:
         with _stage(summary, "load"):
-            loaded = load(batch, session, source, extracted.start_cursor, extracted.next_cursor, track_cursor)
+            loaded = load(quote(batch), session, source, extracted.start_cursor, extracted.next_cursor, track_cursor)
         summary.add(inserted=len(loaded.inserted), duplicates=loaded.duplicates, rejected=loaded.rejected)
         if "is_fraud" in batch.frame.columns and not track_cursor:
             # the seed's format carries the label with the transaction
@@ -211,11 +215,11 @@ def _score_and_store(
                 model = get_model_holder().get()
             summary.model_version = model.version
             with _stage(summary, "features"):
-                feature_frame = features(todo, session)
+                feature_frame = features(quote(todo), session, quote(model))
             with _stage(summary, "predict"):
-                scored = predict(feature_frame, todo, model, extracted.received_at, session)
+                scored = predict(quote(feature_frame), quote(todo), quote(model), extracted.received_at, session)
             with _stage(summary, "route"):
-                routed = route(scored, todo, session)
+                routed = route(quote(scored), quote(todo), session)
             summary.latencies_ms = scored["latency_ms"].astype(float).tolist()
             summary.add(scored=len(scored), flagged=len(routed.flagged), legit=routed.legit)
             summary.add(alerts_created=routed.alerts_created)
@@ -270,7 +274,7 @@ def etl_and_predict(
                 tx_cursor, labels_cursor = read_cursor(engine, source)
                 extracted = extract("transactions", tx_cursor, cap)
         with _stage(summary, "validate"):
-            batch = validate(extracted.records, source)
+            batch = validate(quote(extracted.records), source)
         summary.add(extracted=len(extracted.records), valid=len(batch.frame))
         summary.cursor = extracted.next_cursor
         if len(batch.frame) or batch.rejected or extracted.next_cursor != extracted.start_cursor:

@@ -50,6 +50,17 @@ def check_cursor(source: str, expected: str | None, *, session: Session, feed: s
     return cursor
 
 
+#: Memory PostgreSQL may use per sort or hash in the pipeline's transaction: the card-history
+#: query sorts a whole history window, which at the server's default (4 MB) spills to disk.
+BATCH_WORK_MEM = "128MB"
+
+
+def tune_for_batch(session: Session) -> None:
+    """Give the current transaction enough ``work_mem`` for the feature queries (PostgreSQL only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(f"SET LOCAL work_mem = '{BATCH_WORK_MEM}'"))
+
+
 def unscored(trans_nums: Sequence[str], *, session: Session, role: str = "champion") -> list[str]:
     """Those of ``trans_nums`` that no model version has scored yet in ``role`` (input order)."""
     wanted = list(dict.fromkeys(trans_nums))

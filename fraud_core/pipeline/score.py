@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
+from fraud_core.db import pipeline_repo
 from fraud_core.db.models import ScoringRole
 from fraud_core.features import build_online_features, history_window
 from fraud_core.ml.serving import ServingModel
@@ -39,6 +40,7 @@ def online_features(frame: pd.DataFrame, *, session: Session, label_delay_days: 
     """
     from fraud_core.db import history
 
+    pipeline_repo.tune_for_batch(session)
     window = history_window(frame, label_delay_days=label_delay_days)
     cards = history.fetch_card_history(window, session=session)
     labels = history.fetch_label_stats(window, session=session)
@@ -71,11 +73,22 @@ def predict(
 ) -> pd.DataFrame:
     """Score a feature frame and shape the rows for ``predictions``.
 
+    Reasons are worked out for the transactions at medium or high risk only (the ones an analyst
+    or an alert looks at): each reason costs one more model call per feature, which for a whole
+    batch of mostly legitimate transactions would take longer than everything else together. Low
+    risk rows store an empty list.
+
     Returns:
         ``trans_num, model_version, role, score, threshold, decision, risk_level, reasons,
         scored_at, latency_ms``, one row per transaction, in ``frame``'s order.
     """
-    scored = model.predictor.score_features(features, reasons=reasons)
+    predictor = model.predictor
+    scored = predictor.score_features(features, reasons=0)
+    explained: list[list[dict[str, Any]]] = [[] for _ in range(len(scored))]
+    risky = np.flatnonzero((scored["risk_level"] != "low").to_numpy())
+    if reasons > 0 and len(risky):
+        for position, why in zip(risky, predictor.explain(features.iloc[risky], top=reasons), strict=True):
+            explained[position] = why
     now = datetime.now(UTC)
     out: dict[str, Any] = {
         "trans_num": frame["trans_num"].astype("str").to_numpy(),
@@ -85,7 +98,7 @@ def predict(
         "threshold": float(model.threshold),
         "decision": scored["decision"].astype(bool).to_numpy(),
         "risk_level": scored["risk_level"].astype("str").to_numpy(),
-        "reasons": list(scored["reasons"]),
+        "reasons": explained,
         "scored_at": now,
         "latency_ms": latencies_ms(frame, scored_at=now, received_at=received_at),
     }

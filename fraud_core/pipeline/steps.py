@@ -34,7 +34,34 @@ def validate_transactions(records: Sequence[Mapping[str, Any]], *, token_key: st
     if not records:
         empty = pd.DataFrame({c: pd.Series(dtype="object") for c in CANONICAL_COLUMNS})
         return NormalisedBatch(frame=empty, rejected=[])
-    return to_canonical(records_to_raw(records), token_key=token_key, source=source)
+    return to_canonical(_typed_raw(records), token_key=token_key, source=source)
+
+
+#: Time columns of a feed record and the format they normally come in.
+_TIME_COLUMNS = ("trans_date_trans_time", "dob", "released_at")
+
+
+def _typed_raw(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records as a raw frame with the column types JSON gave them, and parsed times when all parse.
+
+    A speed-up, not a change of rules: a column whose values all have one JSON type gets that
+    dtype (``to_canonical`` then checks it column-wise, not value by value), and a time column is
+    parsed here only when every value is ISO 8601; a column with any odd value stays as received
+    (objects), and ``to_canonical`` says which row is wrong and why, as for
+    :func:`fraud_core.data.records_to_raw`.
+    """
+    if not all(isinstance(row, Mapping) for row in records):
+        return records_to_raw(records)  # raises DataFormatError naming the record
+    raw = pd.DataFrame.from_records(list(records))
+    for column in _TIME_COLUMNS:
+        if column in raw.columns and raw[column].dtype == object:
+            values = raw[column]
+            if not values.map(lambda v: isinstance(v, str) or v is None).all():
+                continue
+            parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
+            if int(parsed.notna().sum()) == int(values.notna().sum()):
+                raw[column] = parsed.dt.tz_localize(None)
+    return raw
 
 
 @dataclass(slots=True)

@@ -332,7 +332,9 @@ def test_stored_score_equals_the_offline_batch_score(
         env(API_URL=feed.url)
         state = _run(ingest_label_feed=False)
         assert state.is_completed(), state.message
-    stored = pd.read_sql("SELECT trans_num, score, model_version FROM predictions", clean_db).set_index("trans_num")
+    stored = pd.read_sql(
+        "SELECT trans_num, score, model_version, risk_level, reasons FROM predictions", clean_db
+    ).set_index("trans_num")
 
     # offline: the whole period as one frame, batch features, the same model file
     new = to_canonical(feed_raw.drop(columns=["is_fraud"]), token_key=TOKEN_KEY).frame
@@ -340,12 +342,17 @@ def test_stored_score_equals_the_offline_batch_score(
     offline_frame = offline_frame.sort_values(["event_time", "trans_num"], kind="stable").reset_index(drop=True)
     predictor = Predictor.load(model_dir)
     offline = predictor.score(
-        offline_frame, history=None, label_events=label_events_from_frame(history), reasons=0
+        offline_frame, history=None, label_events=label_events_from_frame(history), reasons=3
     ).set_index("trans_num")
-    expected = offline.loc[stored.index, "score"]
+    expected = offline.loc[stored.index]
     assert len(stored) == len(new) > 300
-    assert (stored["score"] - expected).abs().max() <= 1e-9
+    assert (stored["score"] - expected["score"]).abs().max() <= 1e-9
     assert stored["model_version"].nunique() == 1
+    # reasons are stored for the medium and high risk ones, and are the offline ones
+    risky = stored[stored["risk_level"] != "low"]
+    assert len(risky) > 0 and (stored.loc[stored["risk_level"] == "low", "reasons"].map(len) == 0).all()
+    for trans_num, row in risky.iterrows():
+        assert [r["feature"] for r in row["reasons"]] == [r["feature"] for r in expected.at[trans_num, "reasons"]]
 
 
 def test_seed_format_source(
