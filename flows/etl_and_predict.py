@@ -50,6 +50,8 @@ from fraud_core.settings import get_settings
 
 FLOW_NAME = "etl-and-predict"
 ARTIFACT_KEY = "etl-and-predict-summary"
+#: Alert delivery starts no new batch after this long; the rest waits for the next run.
+ALERT_BUDGET_SECONDS = 10.0
 
 # Task inputs hold sessions and raw records (card numbers): never hash, cache or persist them.
 # Large inputs are passed as quote(...): Prefect would otherwise visit every element of them
@@ -163,7 +165,7 @@ def route(scored: pd.DataFrame, frame: pd.DataFrame, session: Session) -> RouteR
 def deliver_alerts(engine: Engine) -> DeliveryReport:
     """Send pending alerts and retry failed ones; outcomes are recorded, failures never raise."""
     with session_scope(engine) as session:
-        return deliver_configured(session=session)
+        return deliver_configured(session=session, budget_seconds=ALERT_BUDGET_SECONDS)
 
 
 @task(name="ingest-labels", **_TASK_OPTIONS)

@@ -8,6 +8,7 @@ the next run sends it again; a missed fraud alert costs more than a repeated one
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sqlmodel import Session
 from fraud_core.alerts.messages import message_for
 from fraud_core.alerts.notifiers import EmailNotifier, Notifier, WebhookNotifier
 from fraud_core.db import repository
-from fraud_core.db.models import AlertStatus
+from fraud_core.db.models import Alert, AlertStatus
 from fraud_core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def deliver_pending(
     max_attempts: int = 5,
     limit: int = 100,
     dashboard_url: str | None = None,
+    budget_seconds: float | None = None,
+    chunk_size: int = 20,
 ) -> DeliveryReport:
     """Try to deliver pending alerts and those whose earlier attempts failed.
 
@@ -86,8 +89,11 @@ def deliver_pending(
             PostgreSQL) until it ends, so concurrent passes never send the same alert twice.
         notifiers: the channels.
         max_attempts: attempts after which an alert is given up.
-        limit: alerts per pass, oldest first (bounds how long one pass takes).
+        limit: alerts per pass, oldest first.
         dashboard_url: linked from each message.
+        budget_seconds: stop starting new chunks after this long (a slow mail server must not hold
+            up the pipeline's next run); the rest stay pending, with no attempt counted.
+        chunk_size: alerts sent per channel call (one SMTP session each).
 
     Returns:
         What was attempted and how it went.
@@ -96,8 +102,29 @@ def deliver_pending(
     if not notifiers:
         return report
     alerts = repository.pending_alerts(session=session, max_attempts=max_attempts, limit=limit)
-    if not alerts:
-        return report
+    started = time.monotonic()
+    for first in range(0, len(alerts), max(1, chunk_size)):
+        if budget_seconds is not None and first and time.monotonic() - started >= budget_seconds:
+            logger.warning(
+                "alert delivery stopped after %.1f s; %d alert(s) left for the next pass",
+                budget_seconds,
+                len(alerts) - first,
+            )
+            break
+        _deliver_chunk(alerts[first : first + chunk_size], notifiers, session, report, max_attempts, dashboard_url)
+    for error, count in report.errors.items():
+        logger.warning("alert delivery failed for %d alert(s): %s", count, error)
+    return report
+
+
+def _deliver_chunk(
+    alerts: Sequence[Alert],
+    notifiers: Sequence[Notifier],
+    session: Session,
+    report: DeliveryReport,
+    max_attempts: int,
+    dashboard_url: str | None,
+) -> None:
     outcome: dict[int, dict[str, str]] = {}
     errors: dict[int, list[str]] = {}
     for notifier in notifiers:
@@ -122,12 +149,11 @@ def deliver_pending(
             report.gave_up += 1
         else:
             report.failed += 1
-    for error, count in report.errors.items():
-        logger.warning("alert delivery failed for %d alert(s): %s", count, error)
-    return report
 
 
-def deliver_configured(*, session: Session, settings: Settings | None = None, limit: int = 100) -> DeliveryReport:
+def deliver_configured(
+    *, session: Session, settings: Settings | None = None, limit: int = 100, budget_seconds: float | None = None
+) -> DeliveryReport:
     """:func:`deliver_pending` with the channels, attempts and dashboard link of the settings."""
     settings = settings or get_settings()
     return deliver_pending(
@@ -136,4 +162,5 @@ def deliver_configured(*, session: Session, settings: Settings | None = None, li
         max_attempts=settings.alerts.max_attempts,
         limit=limit,
         dashboard_url=settings.alerts.dashboard_url,
+        budget_seconds=budget_seconds,
     )

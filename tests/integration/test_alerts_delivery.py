@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -193,3 +194,22 @@ def test_webhook_transport_error_does_not_leak_the_url() -> None:
     from fraud_core.alerts import AlertMessage
 
     assert notifier.send_many([AlertMessage(title="t", text="x")]) == ["ConnectError"]
+
+
+def test_a_slow_channel_cannot_hold_the_pipeline(clean_db: Engine) -> None:
+    class SlowChannel:
+        channel = "slow"
+
+        def send_many(self, messages: list) -> list[str | None]:
+            time.sleep(0.2)
+            return [None] * len(messages)
+
+    for i in range(3):
+        _flag(clean_db, f"t-slow-{i}")
+    with session_scope(clean_db) as session:
+        report = deliver_pending(session=session, notifiers=[SlowChannel()], budget_seconds=0.1, chunk_size=1)
+    assert (report.attempted, report.sent) == (1, 1)
+    statuses = sorted(
+        (_alert(clean_db, f"t-slow-{i}").status, _alert(clean_db, f"t-slow-{i}").attempts) for i in range(3)
+    )
+    assert statuses == [("pending", 0), ("pending", 0), ("sent", 1)]
