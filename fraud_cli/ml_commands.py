@@ -50,9 +50,7 @@ def train(
 ) -> None:
     """Train a model on a labelled file and save it as an artifact directory.
 
-    The last weeks of the file are held out (by time) to choose the decision threshold and measure
-    the model; the metadata keeps those figures. With MLflow on, the run is logged and the artifact
-    registered; the first registered version becomes champion.
+    The last weeks of the file are held out (by time) to choose the decision threshold and measure the model; the metadata keeps those figures. With MLflow on, the run is logged and the artifact registered; the first registered version becomes champion.
     """
     from fraud_cli.errors import UserError
     from fraud_core.ml.train import train_file
@@ -96,7 +94,7 @@ def evaluate(
 ) -> None:
     """Evaluate a saved model on a later labelled period.
 
-    Features of the test rows use the history file plus the earlier test rows, as they would live.
+    Features of the test rows use the history file plus the earlier test rows, as they would live. Progress goes to stderr; with --json, stdout holds one JSON object.
     """
     from fraud_cli.errors import UserError
     from fraud_core.ml.evaluate import evaluate_files

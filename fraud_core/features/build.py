@@ -101,23 +101,29 @@ def _haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np
     return 2.0 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def _card_order(card: np.ndarray, t_us: np.ndarray, trans_num: pd.Series) -> np.ndarray:
-    """Row positions sorted by (card, event time, trans_num).
+def row_order(keys: list[np.ndarray], t_us: np.ndarray, trans_num: pd.Series) -> np.ndarray:
+    """Row positions sorted by (``*keys``, event time, ``trans_num``): the point-in-time order.
 
-    ``trans_num`` only breaks ties, which are rare, so only tied rows pay for sorting strings.
+    Args:
+        keys: integer arrays (card codes, category codes ...), most significant first.
+        t_us: event times as int64 microseconds.
+        trans_num: the rows' ids; they only break ties, which are rare, so only tied rows pay for
+            sorting strings.
     """
-    order = np.lexsort((t_us, card))
-    c, t = card[order], t_us[order]
-    tie = (c[1:] == c[:-1]) & (t[1:] == t[:-1])
-    if not tie.any():
+    order = np.lexsort((t_us, *reversed(keys)))
+    same = t_us[order][1:] == t_us[order][:-1]
+    for key in keys:
+        k = key[order]
+        same &= k[1:] == k[:-1]
+    if not same.any():
         return order
     in_tie = np.zeros(len(order), dtype=bool)
-    in_tie[1:] |= tie
-    in_tie[:-1] |= tie
+    in_tie[1:] |= same
+    in_tie[:-1] |= same
     tied_rows = order[in_tie]
     rank = np.zeros(len(order), dtype=np.int64)
     rank[tied_rows] = pd.factorize(trans_num.iloc[tied_rows].astype("str"), sort=True)[0]
-    return np.lexsort((rank, t_us, card))
+    return np.lexsort((rank, t_us, *reversed(keys)))
 
 
 def _check_input(frame: pd.DataFrame) -> None:
@@ -231,7 +237,7 @@ def build_features(
     card = card.astype(np.int64)
     amount = frame["amount"].to_numpy(dtype=np.float64)
 
-    order = _card_order(card, t_us, frame["trans_num"])
+    order = row_order([card], t_us, frame["trans_num"])
     c_s, ts_s, tus_s = card[order], t_s[order], t_us[order]
 
     # One sorted int64 key per row: (card, whole seconds). Cards sit `span` apart, more than the

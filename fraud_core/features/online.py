@@ -33,6 +33,7 @@ from fraud_core.features.build import (
     build_features,
     empty_label_events,
     label_delay_seconds,
+    row_order,
 )
 from fraud_core.features.definitions import INPUT_COLUMNS, MAX_WINDOW_SECONDS
 
@@ -91,14 +92,25 @@ def select_card_history(transactions: pd.DataFrame, window: HistoryWindow) -> pd
         duplicate ``trans_num``.
     """
     ours = transactions[transactions["card_id"].isin(window.card_ids)]
-    ours = ours.sort_values(["card_id", "event_time", "trans_num"], kind="stable")
-    in_window = ours[(ours["event_time"] >= window.start) & (ours["event_time"] < window.end)]
-    before = ours[ours["event_time"] < window.start]
-    last_before = before.groupby("card_id", sort=False).tail(1)
-    first_per_category = before.groupby(["card_id", "category"], sort=False).head(1)
-    picked = pd.concat([last_before, first_per_category, in_window])
-    picked = picked.drop_duplicates("trans_num")
-    return picked.sort_values(["card_id", "event_time", "trans_num"], kind="stable").reset_index(drop=True)
+    times = ours["event_time"].to_numpy(dtype="datetime64[us]")
+    in_window = ours[(times >= window.start.to_datetime64()) & (times < window.end.to_datetime64())]
+    before = ours[times < window.start.to_datetime64()]
+    picked = [in_window]
+    if len(before):
+        # Vectorised "last per card" and "first per (card, category)" in (event_time, trans_num)
+        # order: sort once per grouping, keep the group edges.
+        t_us = before["event_time"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        card = pd.factorize(before["card_id"])[0].astype(np.int64)
+        category = pd.factorize(before["category"])[0].astype(np.int64)
+        by_card = row_order([card], t_us, before["trans_num"])
+        c = card[by_card]
+        last = by_card[np.append(c[1:] != c[:-1], True)]
+        by_pair = row_order([card, category], t_us, before["trans_num"])
+        c, k = card[by_pair], category[by_pair]
+        first = by_pair[np.insert((c[1:] != c[:-1]) | (k[1:] != k[:-1]), 0, True)]
+        picked = [before.iloc[np.union1d(last, first)], in_window]
+    out = pd.concat(picked).drop_duplicates("trans_num")
+    return out.sort_values(["card_id", "event_time", "trans_num"], kind="stable").reset_index(drop=True)
 
 
 def select_label_events(

@@ -39,13 +39,14 @@ HGB_PARAMS: dict[str, Any] = {
     "class_weight": "balanced",
     "early_stopping": False,
 }
-#: The seed's forest, with enough trees to be stable and a leaf size that keeps it small.
+#: The seed's forest, for comparison: 100 trees, each on a 30 % bootstrap (the forest stays an
+#: ensemble of decorrelated trees, and fits in minutes, not an hour, on two cores).
 RF_PARAMS: dict[str, Any] = {
-    "n_estimators": 200,
-    "min_samples_leaf": 5,
+    "n_estimators": 100,
+    "min_samples_leaf": 10,
     "max_features": "sqrt",
     "class_weight": "balanced_subsample",
-    "max_samples": 0.5,
+    "max_samples": 0.3,
 }
 
 
