@@ -178,6 +178,8 @@ def main() -> None:
                     stage_total += seconds
                     rate = f"{n / seconds:>12,.0f} tx/s" if seconds > 0 else ""
                     print(f"  {stage:<9} {seconds:7.3f} s {rate}")
+                    for key in sorted(k for k in record if k.startswith(f"seconds_{stage}_")):
+                        print(f"    {key.removeprefix(f'seconds_{stage}_'):<18} {record[key]:7.3f} s")
                 print(f"  {'stages':<9} {stage_total:7.3f} s; Prefect and bookkeeping {wall - stage_total:.3f} s")
     finally:
         if source is not None and source.poll() is None:

@@ -32,7 +32,7 @@ from sqlmodel import Session
 
 from fraud_core.alerts import DeliveryReport, deliver_configured
 from fraud_core.data import NormalisedBatch
-from fraud_core.db import make_engine, repository, session_scope
+from fraud_core.db import make_engine, pipeline_repo, repository, session_scope
 from fraud_core.db.models import LabelOrigin, RunStatus
 from fraud_core.ml.serving import ServingModel, get_model_holder
 from fraud_core.pipeline import score as scoring
@@ -139,10 +139,12 @@ def load(
 
 
 @task(name="features", **_TASK_OPTIONS)
-def features(frame: pd.DataFrame, session: Session, model: ServingModel) -> pd.DataFrame:
+def features(frame: pd.DataFrame, session: Session, model: ServingModel) -> tuple[pd.DataFrame, dict[str, float]]:
     """Online features: the batch's cards' history in one query, then the shared feature code."""
     delay = scoring.label_delay_days(model, get_settings().features.label_delay_days)
-    return scoring.online_features(frame, session=session, label_delay_days=delay)
+    timings: dict[str, float] = {}
+    frame = scoring.online_features(frame, session=session, label_delay_days=delay, timings=timings)
+    return frame, timings
 
 
 @task(name="predict", **_TASK_OPTIONS)
@@ -151,7 +153,7 @@ def predict(
 ) -> pd.DataFrame:
     """Score with the champion and store score, threshold, decision, version, reasons, latency."""
     scored = scoring.predict(feature_frame, frame, model=model, received_at=received_at)
-    repository.insert_predictions(scored, session=session)
+    pipeline_repo.insert_predictions_bulk(scored, session=session)
     return scored
 
 
@@ -217,7 +219,8 @@ def _score_and_store(
                 model = get_model_holder().get()
             summary.model_version = model.version
             with _stage(summary, "features"):
-                feature_frame = features(quote(todo), session, quote(model))
+                feature_frame, parts = features(quote(todo), session, quote(model))
+            summary.detail.update({f"features_{k}": v for k, v in parts.items()})
             with _stage(summary, "predict"):
                 scored = predict(quote(feature_frame), quote(todo), quote(model), extracted.received_at, session)
             with _stage(summary, "route"):

@@ -8,6 +8,7 @@ part of the history, as they are in training.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,24 +28,36 @@ def label_delay_days(model: ServingModel, default: float) -> float:
     return float(value) if value is not None else default
 
 
-def online_features(frame: pd.DataFrame, *, session: Session, label_delay_days: float) -> pd.DataFrame:
+def online_features(
+    frame: pd.DataFrame, *, session: Session, label_delay_days: float, timings: dict[str, float] | None = None
+) -> pd.DataFrame:
     """Feature frame of canonical transactions, with their cards' history from the warehouse.
 
     Args:
         frame: canonical transactions (already stored in ``session``'s transaction or not).
         session: the caller's session.
         label_delay_days: only labels of transactions at least this old feed the features.
+        timings: filled with the seconds of ``card_history``, ``label_stats`` and ``build``.
 
     Returns:
         :data:`~fraud_core.features.FEATURE_COLUMNS`, with ``frame``'s index.
     """
     from fraud_core.db import history
 
+    clock = time.perf_counter
+    spent = timings if timings is not None else {}
     pipeline_repo.tune_for_batch(session)
     window = history_window(frame, label_delay_days=label_delay_days)
+    started = clock()
     cards = history.fetch_card_history(window, session=session)
+    spent["card_history"] = clock() - started
+    started = clock()
     labels = history.fetch_label_stats(window, session=session)
-    return build_online_features(frame, cards, labels, label_delay_days=label_delay_days)
+    spent["label_stats"] = clock() - started
+    started = clock()
+    features = build_online_features(frame, cards, labels, label_delay_days=label_delay_days)
+    spent["build"] = clock() - started
+    return features
 
 
 def latencies_ms(frame: pd.DataFrame, *, scored_at: datetime, received_at: datetime) -> np.ndarray:

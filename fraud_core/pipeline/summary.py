@@ -13,6 +13,7 @@ class RunSummary:
     """Counts, per-stage timings and latencies of one run.
 
     Attributes:
+        detail: seconds of the parts of a stage, reported beside it.
         counts: ``extracted``, ``valid``, ``rejected``, ``inserted``, ``duplicates``, ``scored``,
             ``flagged``, ``legit``, ``alerts_created``, ``alerts_sent`` ... as they happen.
         seconds: wall time per stage, in the order the stages ran.
@@ -25,6 +26,8 @@ class RunSummary:
     model_version: str | None = None
     latencies_ms: list[float] = field(default_factory=list)
     cursor: str | None = None
+    #: Seconds of parts of a stage (``features_card_history`` ...), not added to the total.
+    detail: dict[str, float] = field(default_factory=dict)
 
     def add(self, **counts: int) -> None:
         for key, value in counts.items():
@@ -47,6 +50,7 @@ class RunSummary:
         """Counts, timings and latencies as one flat JSON-able mapping (``pipeline_runs.counts``)."""
         out: dict[str, Any] = dict(self.counts)
         out |= {f"seconds_{k}": round(v, 4) for k, v in self.seconds.items()}
+        out |= {f"seconds_{k}": round(v, 4) for k, v in self.detail.items()}
         out |= {k: round(v, 1) for k, v in self.latency_percentiles().items()}
         if self.model_version is not None:
             out["model_version"] = self.model_version

@@ -90,3 +90,37 @@ def test_labels_are_validated_and_stored_with_their_cursor(clean_db: Engine) -> 
         ("a2", False, "feed"),
     ]
     assert cursor is not None and cursor.labels_cursor == "5" and cursor.transactions_cursor is None
+
+
+def test_bulk_predictions_match_the_repository_insert(clean_db: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from fraud_core.db.pipeline_repo import insert_predictions_bulk
+
+    reasons = [{"feature": "amount", "label": 'Amount, "quoted"', "value": 512.3, "typical": None, "contribution": 0.4}]
+    frame = pd.DataFrame(
+        {
+            "trans_num": ["p1", "p2", "p3"],
+            "model_version": "7",
+            "role": "champion",
+            "score": [0.1234567890123456, 0.97, 0.5],
+            "threshold": 0.8,
+            "decision": [False, True, False],
+            "risk_level": ["low", "high", "medium"],
+            "reasons": [[], reasons, reasons[:0]],
+            "scored_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+            "latency_ms": [12.5, float("nan"), 3.0],
+        }
+    )
+    with session_scope(clean_db) as session:
+        assert insert_predictions_bulk(frame, session=session) == 3
+        assert insert_predictions_bulk(frame, session=session) == 0
+        other = frame.assign(model_version="8")
+        assert repository.insert_predictions(other, session=session) == 3
+    with session_scope(clean_db) as session:
+        bulk = [repository.get_predictions(t, session=session) for t in ("p1", "p2", "p3")]
+    for pair in bulk:
+        eight, seven = sorted(pair, key=lambda p: p.model_version, reverse=True)
+        fields = ("score", "threshold", "decision", "risk_level", "reasons", "scored_at", "latency_ms", "role")
+        assert {f: getattr(seven, f) for f in fields} == {f: getattr(eight, f) for f in fields}
+    assert bulk[1][0].reasons == reasons and bulk[0][0].score == 0.1234567890123456 and bulk[1][0].latency_ms is None
