@@ -39,14 +39,14 @@ def test_deployments_schedules_and_concurrency(path: Path, pool: str) -> None:
     assert (etl.concurrency_limit.limit, etl.concurrency_limit.collision_strategy) == (1, "CANCEL_NEW")  # type: ignore[union-attr]
     assert deployments["weekly-quality"].schedules[0].cron == "0 6 * * 1"  # type: ignore[index,union-attr]
     assert deployments["retrain"].schedules[0].cron == "0 3 1 * *"  # type: ignore[index,union-attr]
+    assert not deployments["backfill"].schedules  # by hand only
     assert {d.work_pool.name for d in deployments.values()} == {pool}  # type: ignore[union-attr]
     # shared settings come from anchors, not copies
     text = path.read_text()
     assert text.count("interval: 20") == 1 and text.count("collision_strategy") == 1
-    for name, entry in EXPECTED.items():
-        if name == "etl-and-predict":
-            file, function = entry.split(":")
-            assert f"def {function}(" in (ROOT / file).read_text()
+    for entry in EXPECTED.values():
+        file, function = entry.split(":")
+        assert f"def {function}(" in (ROOT / file).read_text()
 
 
 def test_no_secret_in_the_files() -> None:
