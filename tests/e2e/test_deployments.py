@@ -90,7 +90,7 @@ def test_scheduled_and_manual_runs_score_the_live_feed(
     processes: Processes, tmp_path: Path, pg_database_factory: Callable[..., str]
 ) -> None:
     database_url = pg_database_factory(migrate=True)
-    model_dir = train_quick_model(tmp_path / "model")
+    model_dir = tmp_path / "model"  # trained below, while the servers start
     prefect_port, source_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SMTP_", "MODEL_", "API_", "SOURCE_"))}
     env |= {
@@ -128,6 +128,8 @@ def test_scheduled_and_manual_runs_score_the_live_feed(
         + ["--rate", "5", "--label-delay", "2"],
         env,
     )
+
+    train_quick_model(model_dir)
 
     def up(url: str) -> bool:
         try:
