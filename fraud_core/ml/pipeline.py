@@ -92,18 +92,24 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):
         return np.fromiter((lookup.get(v, np.nan) for v in values), dtype=np.float64, count=len(values))
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        numeric = X[self.numeric_].to_numpy(dtype=np.float64)
-        blocks = [numeric]
+        n = len(X)
+        width = len(self.numeric_) + sum(len(self.categories_[c]) if self.one_hot else 1 for c in self.categorical_)
+        out = np.zeros((n, width), dtype=np.float64)
+        # Column by column: selecting a list of columns first copies the frame (a big share of
+        # the cost of scoring one row).
+        for i, c in enumerate(self.numeric_):
+            out[:, i] = np.asarray(X[c], dtype=np.float64)
+        at = len(self.numeric_)
         for c in self.categorical_:
             codes = self.encode_categorical(c, X[c].to_numpy())
             if self.one_hot:
-                onehot = np.zeros((len(codes), len(self.categories_[c])), dtype=np.float64)
                 known = ~np.isnan(codes)
-                onehot[np.flatnonzero(known), codes[known].astype(np.int64)] = 1.0
-                blocks.append(onehot)
+                out[np.flatnonzero(known), at + codes[known].astype(np.int64)] = 1.0
+                at += len(self.categories_[c])
             else:
-                blocks.append(codes[:, None])
-        return np.hstack(blocks) if len(blocks) > 1 else numeric
+                out[:, at] = codes
+                at += 1
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:  # noqa: ARG002 (sklearn's API)
         return self.feature_names_out_

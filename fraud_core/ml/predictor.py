@@ -39,6 +39,8 @@ RISK_LEVELS: tuple[str, ...] = ("low", "medium", "high")
 #: Batches up to this many encoded rows go through the flattened trees (one row with its reasons is
 #: 1 + n_features rows); larger ones through scikit-learn.
 FAST_PATH_ROWS = 4096
+#: Rows explained per model call (each becomes one row per feature).
+EXPLAIN_CHUNK_ROWS = 1024
 _EPS = 1e-12
 #: Columns of :meth:`Predictor.score_features` results.
 SCORE_COLUMNS: tuple[str, ...] = ("score", "decision", "risk_level", "reasons")
@@ -85,6 +87,9 @@ class Predictor:
         if hasattr(self._model, "n_jobs"):  # the forest: its joblib pool, not OpenMP
             self._model.n_jobs = threads or -1
         self._fast = self._flattened()
+        # Where perturbation k writes the typical value: (k, encoded column) for every feature.
+        self._perturb_k = np.concatenate([np.full(len(g), k, dtype=np.int64) for k, g in enumerate(self._groups)])
+        self._perturb_col = np.concatenate(self._groups)
 
     @classmethod
     def load(cls, directory: str | Path, *, version: str | None = None, threads: int | None = 1) -> Predictor:
@@ -174,8 +179,8 @@ class Predictor:
         if n == 0 or top <= 0:
             return [[] for _ in range(n)]
         perturbed = np.repeat(x, n_features, axis=0)  # row r, feature k at r * n_features + k
-        for k, cols in enumerate(self._groups):
-            perturbed[k::n_features][:, cols] = self._baseline[cols]
+        rows = (np.arange(n, dtype=np.int64)[:, None] * n_features + self._perturb_k[None, :]).ravel()
+        perturbed[rows, np.tile(self._perturb_col, n)] = np.tile(self._baseline[self._perturb_col], n)
         if n == 1 and self._fast is not None:
             # Each perturbed row differs from the scored one in one feature: only the trees that
             # test that feature on the row's path are walked again.
@@ -185,7 +190,17 @@ class Predictor:
         contributions = _log_odds(p)[:, None] - _log_odds(perturbed_p).reshape(n, n_features)
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
         out: list[list[dict[str, Any]]] = []
-        raw = features[self.feature_columns]
+        if isinstance(features, pd.DataFrame):
+            frame = features
+
+            def value(r: int, k: int) -> Any:
+                return frame[self.feature_columns[k]].iat[r]
+        else:  # a light row object (the /predict fast path) that only offers [columns].iat
+            raw = features[self.feature_columns]
+
+            def value(r: int, k: int) -> Any:
+                return raw.iat[r, k]
+
         for r in range(n):
             reasons = []
             for k in order[r]:
@@ -197,7 +212,7 @@ class Predictor:
                     {
                         "feature": name,
                         "label": describe(name),
-                        "value": _plain(raw.iat[r, k]),
+                        "value": _plain(value(r, int(k))),
                         "typical": _plain(self._baseline_values.get(name)),
                         "contribution": round(contribution, 6),
                     }
@@ -219,10 +234,22 @@ class Predictor:
         """
         x = self._encoder.transform(features)
         p = self._proba(x)
-        explained = self.explain(features, top=reasons, encoded=x, scores=p) if reasons > 0 else [[]] * len(p)
+        explained: list[list[dict[str, Any]]] = []
+        if reasons > 0:
+            # Chunks bound the perturbed matrix (rows x features) whatever the batch size.
+            for i in range(0, len(p), EXPLAIN_CHUNK_ROWS):
+                part = slice(i, i + EXPLAIN_CHUNK_ROWS)
+                explained += self.explain(features.iloc[part], top=reasons, encoded=x[part], scores=p[part])
+        else:
+            explained = [[] for _ in range(len(p))]
         levels = np.where(p >= self.threshold, "high", np.where(p >= self.medium_from, "medium", "low"))
         return pd.DataFrame(
-            {"score": p, "decision": p >= self.threshold, "risk_level": levels, "reasons": explained},
+            {
+                "score": p,
+                "decision": p >= self.threshold,
+                "risk_level": pd.Series(levels, dtype=object, index=features.index),
+                "reasons": pd.Series(explained, dtype=object, index=features.index),
+            },
             index=features.index,
         )
 
