@@ -224,6 +224,29 @@ def online_workers(api_url: str, pool: str) -> list[str]:
     return [w["name"] for w in workers if str(w.get("status", "")).upper() == "ONLINE"]
 
 
+def crash_orphaned_runs(api_url: str, pool: str) -> list[str]:
+    """Mark the pool's runs left RUNNING, PENDING or CANCELLING by an earlier stop as CRASHED.
+
+    Only for a Prefect server that ``up`` itself runs, before its worker starts: no run can be
+    alive then. A run killed with its worker (Ctrl-C mid-run) stays RUNNING on the server and holds
+    ``etl-and-predict``'s concurrency slot, so every later run would be cancelled. The state is
+    proposed, not forced, so that Prefect's rules release the slot.
+
+    Returns:
+        The names of the runs marked.
+    """
+    body = {
+        "flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING", "CANCELLING"]}}},
+        "work_pools": {"name": {"any_": [pool]}},
+    }
+    crashed = []
+    for run in _prefect_post(api_url, "/flow_runs/filter", body) or []:
+        state = {"type": "CRASHED", "name": "Crashed", "message": "left running when `fraud-detector up` stopped"}
+        _prefect_post(api_url, f"/flow_runs/{run['id']}/set_state", {"state": state, "force": False})
+        crashed.append(str(run["name"]))
+    return crashed
+
+
 def deployment_names(api_url: str) -> list[str]:
     """``flow/deployment`` names of every deployment the API holds."""
     deployments = _prefect_post(api_url, "/deployments/filter", {"limit": 200}) or []
@@ -272,7 +295,7 @@ def prepare_warehouse(data: Path, settings: Settings, report: Report) -> Path:
     from fraud_core.db import make_engine, session_scope
     from fraud_core.db.importer import import_file
     from fraud_core.db.migrate import current_revision, upgrade
-    from fraud_core.db.repository import count_transactions, get_transactions
+    from fraud_core.db.repository import count_transactions, get_transactions, set_cursor
     from fraud_core.system.demo import split_sample
 
     url = settings.database.url
@@ -302,11 +325,17 @@ def prepare_warehouse(data: Path, settings: Settings, report: Report) -> Path:
             )
         else:
             report.step("history", f"warehouse holds {stored:,} transactions: nothing to import")
+        # The source about to start is a new feed whose cursors begin at zero: the cursors stored
+        # from the last feed would skip its first transactions (or wait for them to be released).
+        with session_scope(engine) as session:
+            set_cursor(settings.source.name, session=session, transactions=None, labels=None)
     finally:
         engine.dispose()
     if files.stream_rows == 0:
-        report.note("the bundled stream has been replayed entirely: nothing new will arrive (`make clean` restarts)")
-        return files.stream
+        report.note(
+            "the bundled stream has been replayed entirely: it plays again, nothing new (`make clean` restarts)"
+        )
+        return split_sample(data, settings.var_dir / "demo", now=pd.Timestamp.now("UTC")).stream
     if files.stream_skipped:
         report.note(f"resuming the stream: {files.stream_skipped:,} transactions were stored by an earlier run")
     return files.stream
@@ -397,6 +426,10 @@ def deploy(sup: Supervisor, options: UpOptions, report: Report, *, template: _Po
     began = time.monotonic()
     job_template = template.get(timeout=options.timeout) if template is not None else None
     ensure_work_pool(sup, options.api_url, timeout=options.timeout, template=job_template)
+    if options.local_prefect:
+        crashed = crash_orphaned_runs(options.api_url, WORK_POOL)
+        if crashed:
+            report.note(f"marked {len(crashed)} run(s) left running by the last stop as crashed: {', '.join(crashed)}")
     worker = sup.start("worker", prefect("worker", "start", "--pool", WORK_POOL, "--type", "process"))
     if (REPO_ROOT / "prefect.yaml").exists():
         import httpx
