@@ -122,6 +122,9 @@ def save_artifact(artifact: ModelArtifact, directory: str | Path) -> Path:
         raise ArtifactError(f"refusing to overwrite {target}: it is not empty and holds no model artifact")
     metadata = _clean({"format_version": FORMAT_VERSION, **artifact.metadata})
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    # mkdtemp makes the folder private (0700); the artifact is read by other processes (the API,
+    # the flows' workers), like any directory mkdir would have made.
+    staging.chmod(0o755)
     try:
         joblib.dump(artifact.pipeline, staging / MODEL_FILE, compress=3)
         text = json.dumps(metadata, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
