@@ -225,10 +225,14 @@ def test_deploy_arguments_leave_out_deployments_whose_flow_file_is_missing(tmp_p
 
 
 def test_the_repository_prefect_yaml_deploys_every_flow() -> None:
+    import yaml
+
     from fraud_cli.system_commands import REPO_ROOT, deploy_arguments
 
     arguments, missing = deploy_arguments(REPO_ROOT / "prefect.yaml")
     assert missing == [] and arguments == ["--all"]
+    names = [d["name"] for d in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]]
+    assert len(names) == len(set(names)) and "backfill" in names
 
 
 # ---------------------------------------------------------------------------------------------
