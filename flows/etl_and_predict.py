@@ -34,6 +34,7 @@ from fraud_core.alerts import DeliveryReport, deliver_configured
 from fraud_core.data import NormalisedBatch
 from fraud_core.db import make_engine, pipeline_repo, repository, session_scope
 from fraud_core.db.models import LabelOrigin, RunStatus
+from fraud_core.ml.challenger import shadow_score
 from fraud_core.ml.serving import ServingModel, get_model_holder
 from fraud_core.pipeline import score as scoring
 from fraud_core.pipeline.extract import Extracted, SourceClient
@@ -223,6 +224,12 @@ def _score_and_store(
             summary.detail.update({f"features_{k}": v for k, v in parts.items()})
             with _stage(summary, "predict"):
                 scored = predict(quote(feature_frame), quote(todo), quote(model), extracted.received_at, session)
+            with _stage(summary, "shadow"):
+                # the challenger, while there is one, is scored on the same features in the same
+                # transaction, so the Performance view compares like with like; it never routes
+                summary.add(
+                    shadow_scored=shadow_score(feature_frame, todo, session=session, received_at=extracted.received_at)
+                )
             with _stage(summary, "route"):
                 routed = route(quote(scored), quote(todo), session)
             summary.latencies_ms = scored["latency_ms"].astype(float).tolist()

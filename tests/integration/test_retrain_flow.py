@@ -245,6 +245,15 @@ def _check_live_flow_uses_the_champion(engine: Engine, env: Callable[..., None])
             )
         ).all()
     assert [tuple(v) for v in versions] == [("2", len(raw))]
+    # while version 3 is challenger, the live run stores its shadow score beside each champion score
+    with engine.connect() as connection:
+        shadow = connection.execute(
+            sa.text(
+                "SELECT p.model_version, count(*) FROM predictions p JOIN transactions t USING (trans_num) "
+                "WHERE t.source = 'feed' AND p.role = 'challenger' GROUP BY p.model_version"
+            )
+        ).all()
+    assert [tuple(v) for v in shadow] == [("3", len(raw))]
 
 
 def _check_shadow_scores(engine: Engine, frame: pd.DataFrame, holder: ChallengerHolder) -> None:
