@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from fraud_core.data import to_canonical
 from fraud_core.db import make_engine, quality_repo, repository, session_scope
 from fraud_core.ml import registry
-from fraud_core.ml.challenger import ChallengerHolder, shadow_score
+from fraud_core.ml.challenger import ChallengerHolder, reset_challenger_holder, shadow_score
 from fraud_core.ml.pipeline import HGB_PARAMS
 from fraud_core.ml.serving import ModelHolder, get_model_holder, reset_model_holder
 from fraud_core.settings import MLflowSettings, get_settings, reset_settings
@@ -93,12 +93,14 @@ def env(
         MODEL_RELOAD_CHECK_SECONDS=0,
     )
     reset_model_holder()
+    reset_challenger_holder()  # process-wide, it keeps the settings of whichever test made it
     # The product's training code, with a short boosting run so that three retrainings take seconds.
     with patch.dict(HGB_PARAMS, {"max_iter": 40}):
         yield configure
     monkeypatch.undo()
     reset_settings()
     reset_model_holder()
+    reset_challenger_holder()
 
 
 def _corrupt_training_labels(engine: Engine, frame: pd.DataFrame, before: pd.Timestamp) -> None:
