@@ -137,9 +137,10 @@ def test_two_workers_share_the_runs_and_score_each_transaction_once(
         return done
 
     # ask for runs often (the concurrency limit cancels those that come while one runs) until each
-    # worker has completed at least two
-    deadline = time.monotonic() + 360
-    while min(len(runs) for runs in completed_by().values()) < 2:
+    # worker has completed one: which worker wins a run depends on when each polls, so asking for
+    # more made the test flaky without proving more (the checks below hold for every run)
+    deadline = time.monotonic() + 480
+    while min(len(runs) for runs in completed_by().values()) < 1:
         sup.check_children()
         assert time.monotonic() < deadline, f"runs completed by each worker: {completed_by()}"
         api("POST", f"/deployments/{deployment['id']}/create_flow_run", json={})
