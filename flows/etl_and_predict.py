@@ -32,7 +32,7 @@ from sqlmodel import Session
 
 from fraud_core.alerts import DeliveryReport, deliver_configured
 from fraud_core.data import NormalisedBatch
-from fraud_core.db import make_engine, pipeline_repo, repository, session_scope
+from fraud_core.db import make_engine, repository, session_scope
 from fraud_core.db.models import LabelOrigin, RunStatus
 from fraud_core.ml.challenger import shadow_score
 from fraud_core.ml.serving import ServingModel, get_model_holder
@@ -154,7 +154,7 @@ def predict(
 ) -> pd.DataFrame:
     """Score with the champion and store score, threshold, decision, version, reasons, latency."""
     scored = scoring.predict(feature_frame, frame, model=model, received_at=received_at)
-    pipeline_repo.insert_predictions_bulk(scored, session=session)
+    repository.insert_predictions(scored, session=session)
     return scored
 
 

@@ -152,8 +152,6 @@ class FeatureSettings(BaseSettings):
 
     #: Labels younger than this may not feed any feature (fraud is confirmed late).
     label_delay_days: float = 7.0
-    #: How much card history the online path reads (the longest window).
-    history_days: int = 30
 
 
 class ModelSettings(BaseSettings):
@@ -239,7 +237,6 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     var_dir: Path = Field(default_factory=_var_dir)
-    log_level: str = "INFO"
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)

@@ -194,3 +194,12 @@ def sample_path() -> Path:
 def database_name(url: str) -> str | None:
     """The database part of a URL (handy in assertions and messages)."""
     return make_url(url).database
+
+
+@pytest.fixture(scope="session")
+def prefect() -> Iterator[None]:
+    """A temporary Prefect API for flow tests, started once per session (it costs tens of seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

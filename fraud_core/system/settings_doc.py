@@ -29,7 +29,6 @@ END = "<!-- settings-table:end -->"
 MEANINGS: dict[str, str] = {
     ".environment": "`development`, `test` or `production`; outside development placeholder secrets are refused",
     ".var_dir": "folder of the embedded state: SQLite files, MLflow store, models, logs, demo files",
-    ".log_level": "log level of the commands and services",
     "database.url": "the warehouse: any SQLAlchemy URL; PostgreSQL in production (`postgres://` is accepted)",
     "database.pool_size": "connections each process keeps open to PostgreSQL (as many again may overflow)",
     "database.echo": "log every SQL statement",

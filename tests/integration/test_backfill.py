@@ -26,14 +26,6 @@ BOUNDARY = datetime(2020, 6, 28, 12, 14)  # the end of the first 7-day chunk
 
 
 @pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def warehouse(pg_database_factory: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from fraud_core.db.importer import import_file
     from fraud_core.ml.serving import reset_model_holder
@@ -89,7 +81,7 @@ def _live_scores(batch_raw: pd.DataFrame) -> pd.DataFrame:
         engine.dispose()
 
 
-def test_backfill_gives_the_live_scores_once_per_transaction(prefect_api: None, warehouse: str) -> None:
+def test_backfill_gives_the_live_scores_once_per_transaction(prefect: None, warehouse: str) -> None:
     from flows.backfill import backfill
 
     raw = pd.read_parquet(SAMPLE_PATH).sort_values(["trans_date_trans_time", "trans_num"]).reset_index(drop=True)

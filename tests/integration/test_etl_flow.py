@@ -38,14 +38,6 @@ SOURCE = "feed"
 
 
 @pytest.fixture(scope="module")
-def prefect() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
-@pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_quick_model(tmp_path_factory.mktemp("etl-model") / "model")
 

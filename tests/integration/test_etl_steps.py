@@ -95,8 +95,6 @@ def test_labels_are_validated_and_stored_with_their_cursor(clean_db: Engine) -> 
 def test_bulk_predictions_match_the_repository_insert(clean_db: Engine) -> None:
     from datetime import UTC, datetime
 
-    from fraud_core.db.pipeline_repo import insert_predictions_bulk
-
     reasons = [{"feature": "amount", "label": 'Amount, "quoted"', "value": 512.3, "typical": None, "contribution": 0.4}]
     frame = pd.DataFrame(
         {
@@ -113,10 +111,11 @@ def test_bulk_predictions_match_the_repository_insert(clean_db: Engine) -> None:
         }
     )
     with session_scope(clean_db) as session:
-        assert insert_predictions_bulk(frame, session=session) == 3
-        assert insert_predictions_bulk(frame, session=session) == 0
+        # a frame goes through COPY on PostgreSQL, records through row-wise parameters
+        assert repository.insert_predictions(frame, session=session) == 3
+        assert repository.insert_predictions(frame, session=session) == 0
         other = frame.assign(model_version="8")
-        assert repository.insert_predictions(other, session=session) == 3
+        assert repository.insert_predictions(other.to_dict(orient="records"), session=session) == 3
     with session_scope(clean_db) as session:
         bulk = [repository.get_predictions(t, session=session) for t in ("p1", "p2", "p3")]
     for pair in bulk:

@@ -232,14 +232,6 @@ def test_failed_etl_runs_fail_pipeline_health(session: Session) -> None:
     assert checks["run_gap"].status is Status.FAIL and checks["run_gap"].value >= 2 * 24 * 60
 
 
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def _flow(**parameters: Any) -> Any:
     from flows.weekly_quality import weekly_quality
 

@@ -36,14 +36,6 @@ NAME = "fraud-detector"
 
 
 @pytest.fixture(scope="module")
-def prefect() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-@pytest.fixture(scope="module")
 def warehouse(pg_database_factory: Callable[..., str]) -> Iterator[tuple[str, Engine, pd.DataFrame]]:
     """Six months of the sample with their true labels (import), in a database of this module."""
     url = pg_database_factory(migrate=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -67,3 +68,40 @@ def records(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLModel]) -> list
         data = row.model_dump() if isinstance(row, SQLModel) else dict(row)
         result.append({k: native(v) for k, v in data.items()})
     return result
+
+
+def copy_insert(
+    session: Session,
+    *,
+    table: str,
+    columns: Sequence[str],
+    csv: IO[Any],
+    on_conflict: str,
+    order_by: str | None = None,
+) -> int:
+    """Insert CSV rows into ``table`` on PostgreSQL: one ``COPY`` into a staging table, one ``INSERT``.
+
+    Row-wise parameters cost about ten times more for batches of thousands of rows.
+
+    Args:
+        session: the caller's session (PostgreSQL); not committed here.
+        table: the target table.
+        columns: the CSV's columns, in order, named as in ``table``.
+        csv: the rows, CSV without a header.
+        on_conflict: the ``ON CONFLICT ...`` clause of the final insert.
+        order_by: an ``ORDER BY`` for the insert (a stable lock order under concurrency).
+
+    Returns:
+        How many rows the insert wrote.
+    """
+    stage = f"_stage_{table}_{uuid.uuid4().hex[:12]}"
+    names = ", ".join(columns)
+    order = f" ORDER BY {order_by}" if order_by else ""
+    dbapi: Any = session.connection().connection.dbapi_connection
+    with dbapi.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+        cursor.copy_expert(f"COPY {stage} ({names}) FROM STDIN WITH (FORMAT csv)", csv)
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{order} {on_conflict}")
+        written = int(cursor.rowcount)
+        cursor.execute(f"DROP TABLE {stage}")
+    return written

@@ -8,7 +8,6 @@ import (:data:`ORIGIN_PRIORITY`).
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import datetime
 from typing import Any, cast
 
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from fraud_core.db.models import Label, LabelOrigin, table_of
-from fraud_core.db.repository._common import dialect_name, native, upsert_insert
+from fraud_core.db.repository._common import copy_insert, dialect_name, native, upsert_insert
 from fraud_core.db.types import as_utc, utcnow
 
 #: Which origin wins when several labelled the same transaction (lower wins).
@@ -53,11 +52,6 @@ def _prepare(
 
 
 def _copy_upsert(session: Session, frame: pd.DataFrame) -> int:
-    connection = session.connection()
-    dbapi: Any = connection.connection.dbapi_connection
-    assert dbapi is not None
-    stage = f"_stage_labels_{uuid.uuid4().hex[:12]}"
-    columns = ", ".join(_LABEL_COLUMNS)
     table = pa.Table.from_arrays(
         [
             pa.array(frame["trans_num"], type=pa.string()),
@@ -75,19 +69,17 @@ def _copy_upsert(session: Session, frame: pd.DataFrame) -> int:
     buffer = io.BytesIO()
     pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
     buffer.seek(0)
-    with dbapi.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns} FROM labels WITH NO DATA")
-        cursor.copy_expert(f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
-        cursor.execute(
-            f"INSERT INTO labels ({columns}) SELECT {columns} FROM {stage} ORDER BY trans_num "
-            "ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
-            "labelled_at = excluded.labelled_at, analyst = excluded.analyst, note = excluded.note "
-            "WHERE (labels.is_fraud, labels.analyst, labels.note) "
-            "IS DISTINCT FROM (excluded.is_fraud, excluded.analyst, excluded.note)"
-        )
-        written = cursor.rowcount
-        cursor.execute(f"DROP TABLE {stage}")
-    return int(written)
+    return copy_insert(
+        session,
+        table="labels",
+        columns=_LABEL_COLUMNS,
+        csv=buffer,
+        order_by="trans_num",
+        on_conflict="ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
+        "labelled_at = excluded.labelled_at, analyst = excluded.analyst, note = excluded.note "
+        "WHERE (labels.is_fraud, labels.analyst, labels.note) "
+        "IS DISTINCT FROM (excluded.is_fraud, excluded.analyst, excluded.note)",
+    )
 
 
 def _statement_upsert(session: Session, frame: pd.DataFrame) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,7 +11,7 @@ import pandas as pd
 from sqlmodel import Session, SQLModel, select
 
 from fraud_core.db.models import Prediction, ScoringRole, table_of
-from fraud_core.db.repository._common import jsonable, records, upsert_insert
+from fraud_core.db.repository._common import copy_insert, dialect_name, jsonable, records, upsert_insert
 from fraud_core.db.types import as_utc, utcnow
 
 _COLUMNS = (
@@ -38,6 +40,8 @@ def insert_predictions(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLMode
     Returns:
         How many were inserted.
     """
+    if isinstance(rows, pd.DataFrame) and len(rows) and dialect_name(session) == "postgresql":
+        return _copy_insert(rows, session=session)
     data = records(rows)
     if not data:
         return 0
@@ -60,6 +64,26 @@ def insert_predictions(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLMode
         result: Any = session.execute(statement, prepared[start : start + 5_000])
         inserted += max(int(result.rowcount or 0), 0)
     return inserted
+
+
+def _copy_insert(frame: pd.DataFrame, *, session: Session) -> int:
+    """:func:`insert_predictions` for a frame on PostgreSQL: the same rows, through ``COPY``."""
+    out = frame.reindex(columns=list(_COLUMNS)).copy()
+    out["role"] = out["role"].fillna(ScoringRole.CHAMPION.value)
+    out["reasons"] = [json.dumps(jsonable(r if r is not None else []), allow_nan=False) for r in out["reasons"]]
+    out["decision"] = out["decision"].astype(bool).map({True: "t", False: "f"})
+    scored_at = pd.to_datetime(out["scored_at"], utc=True).fillna(pd.Timestamp(utcnow()))
+    out["scored_at"] = scored_at.map(lambda t: t.isoformat())
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, header=False)
+    buffer.seek(0)
+    return copy_insert(
+        session,
+        table="predictions",
+        columns=_COLUMNS,
+        csv=buffer,
+        on_conflict="ON CONFLICT (trans_num, model_version, role) DO NOTHING",
+    )
 
 
 def get_predictions(trans_num: str, *, session: Session) -> list[Prediction]:
