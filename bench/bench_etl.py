@@ -30,8 +30,10 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from fraud_core.db.engine import normalise_url
+from fraud_core.db.repository.transactions import rebuild_card_categories
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -75,6 +77,9 @@ def _forget_feed(url: str) -> None:
             "DELETE FROM pipeline_runs",
         ):
             connection.execute(sa.text(statement))
+    with Session(engine) as session:
+        rebuild_card_categories(session=session)  # some firsts were the feed's
+        session.commit()
     engine.dispose()
 
 

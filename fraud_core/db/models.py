@@ -132,6 +132,24 @@ class TransactionKey(SQLModel, table=True):
     event_time: datetime = Field(sa_type=UTCDateTime)
 
 
+class CardCategory(SQLModel, table=True):
+    """Each card's first transaction in each category: "first use of a category" without a scan.
+
+    Kept by the only write path (:func:`fraud_core.db.repository.load_transactions`) in the same
+    statement as the transactions: a row's ``(first_event_time, first_trans_num)`` is the smallest
+    in ``(event_time, trans_num)`` order (code-point order for ties) of the card's stored
+    transactions in the category. The online features read it instead of scanning each card's
+    whole history (:func:`fraud_core.db.history.fetch_card_history`).
+    """
+
+    __tablename__ = "card_categories"
+
+    card_id: str = Field(primary_key=True, max_length=64)
+    category: str = Field(primary_key=True)
+    first_event_time: datetime = Field(sa_type=UTCDateTime)
+    first_trans_num: str = Field(max_length=64)
+
+
 class TransactionPublic(SQLModel):
     """A transaction as people see it: the card masked, no token, no customer details."""
 

@@ -64,12 +64,32 @@ def _load(session: Session, frame: pd.DataFrame) -> None:
     from fraud_core.db.repository import upsert_labels
     from fraud_core.db.repository.transactions import load_transactions
 
-    load_transactions(frame, session=session, source="import", label_origin="import")
+    # Out of time order, in three interleaved parts, then all again: card_categories must still
+    # name each pair's first transaction (ties by code point), and nothing is stored twice.
+    for part in (frame.iloc[2::3], frame.iloc[0::3], frame.iloc[1::3], frame):
+        load_transactions(part, session=session, source="import", label_origin="import")
+    _assert_first_categories(session, frame)
     # An analyst overrides two import labels: the effective label is the analyst's.
     flipped = frame.iloc[[100, 2000]][["trans_num", "is_fraud"]].copy()
     flipped["is_fraud"] = 1 - flipped["is_fraud"]
     upsert_labels(flipped, session=session, origin="analyst", analyst="tester")
     session.commit()
+
+
+def _assert_first_categories(session: Session, frame: pd.DataFrame) -> None:
+    import sqlalchemy as sa
+
+    rows = session.execute(
+        sa.text("SELECT card_id, category, first_event_time, first_trans_num FROM card_categories")
+    ).fetchall()
+    naive = [pd.Timestamp(r[2]) for r in rows]
+    stored = {(r[0], r[1]): (t.tz_localize(None) if t.tzinfo else t, r[3]) for r, t in zip(rows, naive, strict=True)}
+    # pandas orders strings by code point, as the table must.
+    ordered = frame.sort_values(["event_time", "trans_num"], kind="stable")
+    firsts = ordered.drop_duplicates(["card_id", "category"], keep="first")
+    expected = {(r.card_id, r.category): (pd.Timestamp(r.event_time), r.trans_num) for r in firsts.itertuples()}
+    assert stored == expected
+    assert stored[("edge-card", "travel")][1] == "EDGE-a"  # same second as EDGE-b, first in code-point order
 
 
 def _effective(frame: pd.DataFrame) -> pd.DataFrame:
@@ -169,4 +189,4 @@ def test_postgres_orders_trans_num_by_code_point_whatever_the_database_collation
 
     when = datetime(2020, 1, 1, tzinfo=UTC)
     sql = str(card_history_statement(["c"], when, when, dialect="postgresql").compile(dialect=postgresql.dialect()))
-    assert sql.count('trans_num COLLATE "C"') == 2
+    assert sql.count('trans_num COLLATE "C"') == 1  # the last transaction before the window

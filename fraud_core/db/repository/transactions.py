@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import sqlalchemy as sa
 from sqlalchemy import select, text
 from sqlmodel import Session, col
 
-from fraud_core.db.models import Transaction, TransactionKey, table_of
+from fraud_core.db.models import CardCategory, Transaction, TransactionKey, table_of
 from fraud_core.db.partitions import ensure_partitions, months_of
 from fraud_core.db.repository._common import dialect_name, records, upsert_insert
 from fraud_core.db.repository.labels import ORIGIN_PRIORITY, upsert_labels
@@ -34,7 +35,8 @@ STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
 COPY_CHUNK_ROWS = 100_000
 _SQLITE_CHUNK_ROWS = 5_000
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
+#: Arrow types of the non-text canonical columns (CSV written for COPY, and read back from it).
+ARROW_TYPES: dict[str, pa.DataType] = {
     "event_time": pa.timestamp("us", tz="UTC"),
     "dob": pa.date32(),
     "amount": pa.float64(),
@@ -72,11 +74,11 @@ def _to_csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.BytesIO:
         values = frame[column]
         if column in ("event_time", "dob"):
             naive = pa.array(values.to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
-            arr = naive.cast(_ARROW_TYPES[column])
+            arr = naive.cast(ARROW_TYPES[column])
         elif column == LABEL_COLUMN:
             arr = pa.array(values.astype("boolean"), type=pa.bool_(), from_pandas=True)
-        elif column in _ARROW_TYPES:
-            arr = pa.array(values, type=_ARROW_TYPES[column], from_pandas=True)
+        elif column in ARROW_TYPES:
+            arr = pa.array(values, type=ARROW_TYPES[column], from_pandas=True)
         else:
             arr = pa.array(values.astype("str"), type=pa.string())
         arrays.append(arr)
@@ -85,6 +87,41 @@ def _to_csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.BytesIO:
     pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, batch_size=65_536))
     buffer.seek(0)
     return buffer
+
+
+# Keeps card_categories (see CardCategory) from the rows a statement stored: DISTINCT ON takes each
+# pair's earliest in (event_time, trans_num) order, and the sorted rows lock in one order, so
+# concurrent loads cannot deadlock here.
+_FIRSTS_UPSERT = (
+    "INSERT INTO card_categories AS cc (card_id, category, first_event_time, first_trans_num) "
+    "SELECT DISTINCT ON (card_id, category) card_id, category, event_time, trans_num FROM stored "
+    'ORDER BY card_id, category, event_time, trans_num COLLATE "C" '
+    "ON CONFLICT (card_id, category) DO UPDATE "
+    "SET first_event_time = excluded.first_event_time, first_trans_num = excluded.first_trans_num "
+    'WHERE (excluded.first_event_time, excluded.first_trans_num COLLATE "C") '
+    '< (cc.first_event_time, cc.first_trans_num COLLATE "C")'
+)
+
+
+def rebuild_card_categories(*, session: Session) -> int:
+    """Recompute ``card_categories`` from ``transactions`` (after rows were deleted by hand).
+
+    Returns:
+        The number of (card, category) pairs.
+    """
+    collate = ' COLLATE "C"' if dialect_name(session) == "postgresql" else ""
+    session.execute(text("DELETE FROM card_categories"))
+    result = session.execute(
+        text(
+            "INSERT INTO card_categories (card_id, category, first_event_time, first_trans_num) "
+            "SELECT card_id, category, event_time, trans_num FROM ("
+            "  SELECT card_id, category, event_time, trans_num, row_number() OVER ("
+            f"    PARTITION BY card_id, category ORDER BY event_time, trans_num{collate}) AS rn"
+            "  FROM transactions) AS ranked "
+            "WHERE rn = 1"
+        )
+    )
+    return int(getattr(result, "rowcount", 0))
 
 
 def _insert_postgres(
@@ -118,15 +155,19 @@ def _insert_postgres(
             # trans_num already present (in any month) is skipped even if its event_time differs.
             # Sorted inserts: the key index is random by nature, sorting visits each page once;
             # the transactions' primary key leads with event_time.
+            # The stored rows then move each (card, category)'s first transaction earlier where
+            # they precede it (card_categories), in the same statement.
             cursor.execute(
                 f"WITH new_keys AS ("
                 f"  INSERT INTO transaction_keys (trans_num, event_time) "
                 f"  SELECT trans_num, event_time FROM {stage} ORDER BY trans_num "
                 f"  ON CONFLICT (trans_num) DO NOTHING RETURNING trans_num"
-                f") "
-                f"INSERT INTO transactions ({columns}) "
-                f"SELECT {selected} FROM {stage} s JOIN new_keys k ON k.trans_num = s.trans_num "
-                f"ORDER BY s.event_time RETURNING trans_num"
+                f"), stored AS ("
+                f"  INSERT INTO transactions ({columns}) "
+                f"  SELECT {selected} FROM {stage} s JOIN new_keys k ON k.trans_num = s.trans_num "
+                f"  ORDER BY s.event_time RETURNING trans_num, card_id, category, event_time"
+                f"), firsts AS ({_FIRSTS_UPSERT}) "
+                f"SELECT trans_num FROM stored"
             )
             inserted.extend(row[0] for row in cursor.fetchall())
             if label_origin:
@@ -165,8 +206,35 @@ def _insert_generic(session: Session, frame: pd.DataFrame) -> list[str]:
         fresh = [r for r in rows if r["trans_num"] in new]
         if fresh:
             session.execute(table_of(Transaction).insert(), fresh)
+            _keep_first_categories(session, fresh)
         inserted.extend(r["trans_num"] for r in fresh)
     return inserted
+
+
+def _keep_first_categories(session: Session, rows: list[dict[str, Any]]) -> None:
+    """``card_categories`` from freshly stored rows (the generic twin of ``_FIRSTS_UPSERT``)."""
+    firsts: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for row in rows:
+        pair = (row["card_id"], row["category"])
+        candidate = (row["event_time"], row["trans_num"])
+        if pair not in firsts or candidate < firsts[pair]:
+            firsts[pair] = candidate
+    table = table_of(CardCategory)
+    statement = upsert_insert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["card_id", "category"],
+        set_={
+            "first_event_time": statement.excluded.first_event_time,
+            "first_trans_num": statement.excluded.first_trans_num,
+        },
+        where=sa.tuple_(statement.excluded.first_event_time, statement.excluded.first_trans_num)
+        < sa.tuple_(table.c.first_event_time, table.c.first_trans_num),
+    )
+    values = [
+        {"card_id": card, "category": category, "first_event_time": at, "first_trans_num": trans_num}
+        for (card, category), (at, trans_num) in sorted(firsts.items())
+    ]
+    session.execute(statement, values)
 
 
 @dataclass(frozen=True, slots=True)
