@@ -75,6 +75,9 @@ def _forget_feed(url: str) -> None:
             "DELETE FROM source_cursors",
             "DELETE FROM rejected_records",
             "DELETE FROM pipeline_runs",
+            # The first timed run computes the label totals, as the first run of a day does.
+            "DELETE FROM label_totals",
+            "DELETE FROM label_totals_state",
         ):
             connection.execute(sa.text(statement))
     with Session(engine) as session:

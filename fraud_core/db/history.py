@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
+from fraud_core.db import label_totals
 from fraud_core.db.models import CardCategory, Transaction, table_of
 from fraud_core.db.repository.labels import effective_label_join
 from fraud_core.db.repository.transactions import ARROW_TYPES, to_canonical_frame
@@ -215,7 +216,9 @@ def fetch_label_stats(window: HistoryWindow, *, session: Session) -> pd.DataFram
     """The labels the batch's label features may use, as label events.
 
     Labels of transactions up to ``window.label_base_until`` come as totals per (merchant,
-    category), stamped at that instant; later ones, up to ``window.label_until``, one row each.
+    category), stamped at that instant (on PostgreSQL from a snapshot kept between runs while
+    still valid: :mod:`fraud_core.db.label_totals`); later ones, up to ``window.label_until``, one
+    row each.
     A transaction's label is its effective label (analyst, then feed, then import).
 
     Returns:
@@ -224,7 +227,11 @@ def fetch_label_stats(window: HistoryWindow, *, session: Session) -> pd.DataFram
     base_before = as_utc(window.label_base_until + _ONE_SECOND)
     until_before = as_utc(window.label_until + _ONE_SECOND)
     base_statement, recent_statement = label_stats_statements(base_before, until_before)
-    base = pd.DataFrame(session.execute(base_statement).fetchall(), columns=["merchant", "category", "n", "n_fraud"])
+
+    def compute() -> pd.DataFrame:
+        return pd.DataFrame(session.execute(base_statement).fetchall(), columns=list(label_totals.TOTALS_COLUMNS))
+
+    base = label_totals.base_totals(base_before, session=session, compute=compute)
     recent = pd.DataFrame(
         session.execute(recent_statement).fetchall(), columns=["event_time", "merchant", "category", "n_fraud"]
     )

@@ -197,6 +197,43 @@ class Label(LabelBase, table=True):
     origin: str = Field(primary_key=True, max_length=16)
 
 
+class LabelEpoch(SQLModel, table=True):
+    """How many times the labels of one day's transactions (or the transactions themselves) changed.
+
+    Counted by PostgreSQL triggers on ``labels`` and ``transaction_keys`` (migration 0004), per UTC
+    day of the transactions' ``event_time``: the sum over the days before an instant changes
+    exactly when something the label totals before that instant depend on changed, which is how a
+    :class:`LabelTotalsState` snapshot knows it is still valid.
+    """
+
+    __tablename__ = "label_epochs"
+
+    day: date = Field(primary_key=True)
+    changes: int = Field(sa_type=sa.BigInteger)
+
+
+class LabelTotal(SQLModel, table=True):
+    """Effective labels per (merchant, category) of the transactions before ``until`` (a snapshot)."""
+
+    __tablename__ = "label_totals"
+
+    until: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    merchant: str = Field(primary_key=True)
+    category: str = Field(primary_key=True)
+    n: int = Field(sa_type=sa.BigInteger)
+    n_fraud: int = Field(sa_type=sa.BigInteger)
+
+
+class LabelTotalsState(SQLModel, table=True):
+    """One snapshot of :class:`LabelTotal`: valid while the epochs before ``until`` sum to ``changes``."""
+
+    __tablename__ = "label_totals_state"
+
+    until: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    changes: int = Field(sa_type=sa.BigInteger)
+    computed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+
+
 class LabelCreate(LabelBase):
     pass
 

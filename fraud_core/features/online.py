@@ -47,7 +47,10 @@ class HistoryWindow:
         start: card history from this instant (inclusive).
         end: card history until this instant (exclusive).
         label_base_until: labels of transactions with ``event_time < label_base_until + 1 s`` may
-            come as totals per (merchant, category), stamped at ``label_base_until``.
+            come as totals per (merchant, category), stamped at ``label_base_until``. It is the
+            last second of a UTC day, so that the totals stay the same for a whole day of batches
+            (the warehouse keeps them: :func:`fraud_core.db.history.fetch_label_stats`); the labels
+            after it come one by one.
         label_until: labels of transactions with ``event_time < label_until + 1 s`` are all that
             the batch may use.
     """
@@ -75,7 +78,7 @@ def history_window(new: pd.DataFrame, *, label_delay_days: float | None = None) 
         card_ids=tuple(sorted(pd.unique(new["card_id"].astype("str")))),
         start=first_second - pd.Timedelta(seconds=MAX_WINDOW_SECONDS),
         end=times.max(),
-        label_base_until=first_second - delay,
+        label_base_until=(first_second - delay).floor("D") - pd.Timedelta(seconds=1),
         label_until=last_second - delay,
     )
 

@@ -190,3 +190,58 @@ def test_postgres_orders_trans_num_by_code_point_whatever_the_database_collation
     when = datetime(2020, 1, 1, tzinfo=UTC)
     sql = str(card_history_statement(["c"], when, when, dialect="postgresql").compile(dialect=postgresql.dialect()))
     assert sql.count('trans_num COLLATE "C"') == 1  # the last transaction before the window
+
+
+def _label_totals_of(events: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    base = events[events["event_time"] == at]
+    return base.set_index(["merchant", "category"])[["n", "n_fraud"]].sort_index()
+
+
+@pytest.mark.integration
+def test_postgres_label_totals_snapshot_is_used_until_an_older_label_changes(
+    db_session: Session, sample_frame: pd.DataFrame
+) -> None:
+    import sqlalchemy as sa
+
+    from fraud_core.db.repository import upsert_labels
+
+    _load(db_session, sample_frame)
+    effective = _effective(sample_frame)
+    batch = _batches(sample_frame)[1]
+    window = history_window(batch, label_delay_days=DELAY_DAYS)
+    cut = window.label_base_until
+    assert cut == cut.floor("D") + pd.Timedelta(hours=23, minutes=59, seconds=59)  # a day's last second
+
+    def fetch() -> pd.DataFrame:
+        return _label_totals_of(fetch_label_stats(window, session=db_session), cut)
+
+    def reference() -> pd.DataFrame:
+        return _label_totals_of(select_label_events(effective, window), cut)
+
+    pd.testing.assert_frame_equal(fetch(), reference(), check_dtype=False)
+    assert db_session.execute(sa.text("SELECT count(*) FROM label_totals_state")).scalar_one() == 1
+
+    # The next batch of the same day reads the snapshot: tampering with it shows.
+    db_session.execute(sa.text("UPDATE label_totals SET n = n + 1000"))
+    assert (fetch()["n"] - reference()["n"] == 1000).all()
+
+    # A label of a transaction after the cut-off leaves the snapshot valid ...
+    times = effective["event_time"]
+    later = effective[times > cut + pd.Timedelta(days=2)].iloc[[0]][["trans_num", "is_fraud"]]
+    upsert_labels(later.assign(is_fraud=1 - later["is_fraud"]), session=db_session, origin="feed")
+    assert (fetch()["n"] - reference()["n"] == 1000).all()
+
+    # ... an analyst correcting an older one does not: the totals are recomputed, exactly.
+    older = effective[times < cut - pd.Timedelta(days=3)].iloc[[5]]
+    upsert_labels(older[["trans_num"]].assign(is_fraud=1 - older["is_fraud"]), session=db_session, origin="analyst")
+    effective.loc[older.index, "is_fraud"] = 1 - older["is_fraud"]
+    pd.testing.assert_frame_equal(fetch(), reference(), check_dtype=False)
+
+    # A late transaction before the cut-off, stored with its label, counts as a change too.
+    from fraud_core.db.repository.transactions import load_transactions
+
+    db_session.execute(sa.text("UPDATE label_totals SET n = n + 1000"))
+    late = effective.iloc[[10]].assign(trans_num="late-arrival", is_fraud=1)
+    load_transactions(late, session=db_session, source="import", label_origin="import")
+    effective = pd.concat([effective, late], ignore_index=True)
+    pd.testing.assert_frame_equal(fetch(), reference(), check_dtype=False)
