@@ -14,7 +14,7 @@ What it does (all on loopback, the load generator in its own process):
 
 Usage::
 
-    uv run python bench/bench_predict.py [--workers 2] [--duration 30] [--connections 32]
+    uv run python bench/bench_predict.py [--workers 4] [--duration 30] [--connections 32]
 
 Needs ``wrk`` (``apt-get install -y wrk``) and PostgreSQL (``TEST_POSTGRES_URL`` admin URL).
 """
@@ -162,7 +162,12 @@ def wrk(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2 * (os.cpu_count() or 1),
+        help="server processes (default two per core: each waits on its card-history query)",
+    )
     parser.add_argument("--server", default="uvicorn")
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--connections", type=int, default=32)

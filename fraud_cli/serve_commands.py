@@ -13,7 +13,12 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
         port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
         workers: int = typer.Option(
-            1, min=1, help="Worker processes (one per core for scoring throughput; each keeps its own model)."
+            1,
+            min=1,
+            help=(
+                "Worker processes, each with its own model. For scoring throughput two per core: a "
+                "worker waits on its card-history query, and the other keeps the core busy meanwhile."
+            ),
         ),
         log_level: str = typer.Option("warning", help="uvicorn log level (access logs at 'info')."),
     ) -> None:
