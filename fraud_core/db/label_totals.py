@@ -8,9 +8,10 @@ the day stores them (``label_totals`` with its ``label_totals_state`` row) and l
 rows instead.
 
 A snapshot is valid while nothing it was computed from changed. Triggers count, per UTC day of the
-transaction, every write to ``labels`` and every transaction key inserted or deleted
-(``label_epochs``, migration 0004); a snapshot records the sum of the counters of the days before
-its cut-off, read *before* the totals were computed. A later write to one of those days (an analyst
+transaction, every write to ``labels`` and every transaction key inserted or deleted, appending a
+row per statement and day (``label_epochs``, migration 0004: no writer ever waits on a counter);
+the snapshot writer compacts the rows of the days before its cut-off. A snapshot records the sum
+of the counters of the days before its cut-off, read *before* the totals were computed. A later write to one of those days (an analyst
 correcting an old label, an import of history) raises the sum, and the next reader recomputes. A
 write committed while the totals were being computed may or may not be in them; either way the
 recorded sum is lower than the current one, so that snapshot is never used.
@@ -81,6 +82,21 @@ def base_totals(until: datetime, *, session: Session, compute: Callable[[], pd.D
     return computed
 
 
+def _compact_epochs(session: Session, until: datetime) -> None:
+    """One counter row per day for the days before ``until`` (the triggers append one per statement).
+
+    Sums stay the same, so no snapshot changes validity; rows appended meanwhile by uncommitted
+    writers are not seen here and stay as they are.
+    """
+    session.execute(
+        sa.text(
+            "WITH gone AS (DELETE FROM label_epochs WHERE day <= :last_day RETURNING day, changes) "
+            "INSERT INTO label_epochs (day, changes) SELECT day, sum(changes) FROM gone GROUP BY day"
+        ),
+        {"last_day": (as_utc(until) - timedelta(microseconds=1)).date()},
+    )
+
+
 def _store(session: Session, until: datetime, changes: int, computed: pd.DataFrame) -> None:
     totals, state = table_of(LabelTotal), table_of(LabelTotalsState)
     try:
@@ -98,6 +114,7 @@ def _store(session: Session, until: datetime, changes: int, computed: pd.DataFra
                 ],
             )
             session.execute(sa.insert(state).values(until=until, changes=changes))
+            _compact_epochs(session, until)
             newest = sa.select(state.c.until).order_by(state.c.until.desc()).limit(KEEP_SNAPSHOTS)
             session.execute(sa.delete(state).where(state.c.until.not_in(newest.scalar_subquery())))
             session.execute(sa.delete(totals).where(totals.c.until.not_in(sa.select(state.c.until))))

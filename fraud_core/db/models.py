@@ -198,17 +198,21 @@ class Label(LabelBase, table=True):
 
 
 class LabelEpoch(SQLModel, table=True):
-    """How many times the labels of one day's transactions (or the transactions themselves) changed.
+    """How many labels of one day's transactions (or how many of the transactions) a statement changed.
 
-    Counted by PostgreSQL triggers on ``labels`` and ``transaction_keys`` (migration 0004), per UTC
-    day of the transactions' ``event_time``: the sum over the days before an instant changes
-    exactly when something the label totals before that instant depend on changed, which is how a
-    :class:`LabelTotalsState` snapshot knows it is still valid.
+    Appended by PostgreSQL triggers on ``labels`` and ``transaction_keys`` (migration 0004), per
+    UTC day of the transactions' ``event_time``, one row per statement and day (no writer updates a
+    shared row, so none waits for another); the snapshot writer compacts the rows of past days. The
+    sum over the days before an instant changes exactly when something the label totals before that
+    instant depend on changed, which is how a :class:`LabelTotalsState` snapshot knows it is still
+    valid.
     """
 
     __tablename__ = "label_epochs"
+    __table_args__ = (sa.Index("ix_label_epochs_day", "day"),)
 
-    day: date = Field(primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
+    day: date
     changes: int = Field(sa_type=sa.BigInteger)
 
 

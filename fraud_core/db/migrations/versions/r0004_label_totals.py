@@ -25,25 +25,24 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each counts the rows a statement changed, per day of their transactions, in day order (a fixed
-# lock order: concurrent writers cannot deadlock on label_epochs).
+# Each appends how many rows a statement changed, per day of their transactions. Append-only: no
+# writer waits for another, and none can deadlock on a counter (the snapshot writer compacts the
+# rows of past days; sums are what count).
 _COUNT_LABELS = """
 CREATE FUNCTION fd_count_label_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO label_epochs AS e (day, changes)
+  INSERT INTO label_epochs (day, changes)
   SELECT (k.event_time AT TIME ZONE 'UTC')::date, count(*)
     FROM changed c JOIN transaction_keys k ON k.trans_num = c.trans_num
-   GROUP BY 1 ORDER BY 1
-  ON CONFLICT (day) DO UPDATE SET changes = e.changes + excluded.changes;
+   GROUP BY 1;
   RETURN NULL;
 END $$
 """
 _COUNT_KEYS = """
 CREATE FUNCTION fd_count_new_transactions() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO label_epochs AS e (day, changes)
-  SELECT (event_time AT TIME ZONE 'UTC')::date, count(*) FROM changed GROUP BY 1 ORDER BY 1
-  ON CONFLICT (day) DO UPDATE SET changes = e.changes + excluded.changes;
+  INSERT INTO label_epochs (day, changes)
+  SELECT (event_time AT TIME ZONE 'UTC')::date, count(*) FROM changed GROUP BY 1;
   RETURN NULL;
 END $$
 """
@@ -59,10 +58,12 @@ _TRIGGERS = (
 def upgrade() -> None:
     op.create_table(
         "label_epochs",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("changes", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("day", name="pk_label_epochs"),
+        sa.PrimaryKeyConstraint("id", name="pk_label_epochs"),
     )
+    op.create_index("ix_label_epochs_day", "label_epochs", ["day"])
     op.create_table(
         "label_totals",
         sa.Column("until", UTCDateTime(), nullable=False),
@@ -104,4 +105,5 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION fd_count_new_transactions()")
     op.drop_table("label_totals_state")
     op.drop_table("label_totals")
+    op.drop_index("ix_label_epochs_day", table_name="label_epochs")
     op.drop_table("label_epochs")
