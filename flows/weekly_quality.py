@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from fraud_core.alerts import DeliveryReport, deliver_pending, notifiers_from_settings
+from fraud_core.alerts import DeliveryReport, deliver_configured
 from fraud_core.db import make_engine, repository, session_scope
 from fraud_core.ml.serving import ModelUnavailableError, get_model_holder
 from fraud_core.quality import weekly
@@ -94,12 +94,7 @@ def store(engine: Engine, report: QualityReport) -> tuple[int, bool]:
 def deliver(engine: Engine, settings: Settings) -> DeliveryReport:
     """Send the quality alert (and any other pending alert) on the configured channels."""
     with session_scope(engine) as session:
-        return deliver_pending(
-            session=session,
-            notifiers=notifiers_from_settings(settings),
-            max_attempts=settings.alerts.max_attempts,
-            dashboard_url=settings.alerts.dashboard_url,
-        )
+        return deliver_configured(session=session, settings=settings)
 
 
 @flow(name="weekly-quality", log_prints=False)

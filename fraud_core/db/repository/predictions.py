@@ -69,10 +69,10 @@ def insert_predictions(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLMode
 def _copy_insert(frame: pd.DataFrame, *, session: Session) -> int:
     """:func:`insert_predictions` for a frame on PostgreSQL: the same rows, through ``COPY``."""
     out = frame.reindex(columns=list(_COLUMNS)).copy()
-    out["role"] = out["role"].fillna(ScoringRole.CHAMPION.value)
+    out["role"] = out["role"].astype(object).fillna(ScoringRole.CHAMPION.value)
     out["reasons"] = [json.dumps(jsonable(r if r is not None else []), allow_nan=False) for r in out["reasons"]]
     out["decision"] = out["decision"].astype(bool).map({True: "t", False: "f"})
-    scored_at = pd.to_datetime(out["scored_at"], utc=True).fillna(pd.Timestamp(utcnow()))
+    scored_at = pd.to_datetime(out["scored_at"], utc=True).astype("datetime64[us, UTC]").fillna(pd.Timestamp(utcnow()))
     out["scored_at"] = scored_at.map(lambda t: t.isoformat())
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, header=False)
