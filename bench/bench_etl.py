@@ -8,7 +8,8 @@ later test file, everything released at once, labels included.
 Timed: two flow runs, in one process as a worker's flow run would be, against a local Prefect
 server: the first reads 1,000 transactions (``max_transactions=1000``), the second the next
 10,000. Each prints transactions/s for the whole run (the flow call, Prefect overhead included)
-and per stage (extract, validate, load, model, features, predict, route, commit, alerts, labels).
+and per stage (extract, validate, load, model, features, predict, shadow, route, commit, alerts,
+labels).
 
     uv run python bench/bench_etl.py --train /work/shared/data/fraud_train.parquet \\
         --feed /work/shared/data/fraud_test.parquet
@@ -38,7 +39,7 @@ from fraud_core.db.repository.transactions import rebuild_card_categories
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KEY = "bench-token-key-0123456789abcdef"
-STAGES = ("extract", "validate", "load", "model", "features", "predict", "route", "commit", "alerts", "labels")
+STAGES = ("extract", "validate", "load", "model", "features", "predict", "shadow", "route", "commit", "alerts", "labels")
 
 
 def _free_port() -> int:
