@@ -39,7 +39,19 @@ from fraud_core.db.repository.transactions import rebuild_card_categories
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KEY = "bench-token-key-0123456789abcdef"
-STAGES = ("extract", "validate", "load", "model", "features", "predict", "shadow", "route", "commit", "alerts", "labels")
+STAGES = (
+    "extract",
+    "validate",
+    "load",
+    "model",
+    "features",
+    "predict",
+    "shadow",
+    "route",
+    "commit",
+    "alerts",
+    "labels",
+)
 
 
 def _free_port() -> int:
