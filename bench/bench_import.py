@@ -51,7 +51,10 @@ class CpuMeter:
             stat = Path(f"/proc/{pid}/stat")
             if not stat.exists():
                 return None
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_text()
+            if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
+                return None  # a remote server's backend pid, or one that has exited and been reused
+            fields = text.rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
 

@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             sample = httpx.post(url, content=bodies.open().readline(), headers={"content-type": "application/json"})
             assert sample.status_code == 200, sample.text
             print("one answer:", sample.text[:300])
+            load_before = os.getloadavg()
             wrk(url, bodies, duration=args.warmup, connections=args.connections, threads=args.threads)
             cpu_before = cpu_seconds(process.pid)
             full = wrk(url, bodies, duration=args.duration, connections=args.connections, threads=args.threads)
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             report = {
                 "server": f"fraud-detector serve ({args.server}, {args.workers} workers)",
                 "cpus": os.cpu_count(),
-                "load_average_before": [round(v, 2) for v in os.getloadavg()],
+                "load_average_before": [round(v, 2) for v in load_before],
                 "saturation": {
                     "connections": args.connections,
                     "requests_per_s": round(full["requests_per_s"], 1),

@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import Engine
 
+from fraud_core.db import shared_engine
 from fraud_core.ml.serving import get_model_holder
 from fraud_core.settings import PrefectSettings, get_settings
 from fraud_core.system.backfill import ChunkResult, ModelBundle, plan_chunks, score_range
@@ -33,18 +32,10 @@ from fraud_core.system.backfill import ChunkResult, ModelBundle, plan_chunks, sc
 FLOW_NAME = "backfill"
 
 
-@lru_cache(maxsize=2)
-def _engine(url: str) -> Engine:
-    # One pool per Dask worker process, shared by the chunks it runs.
-    from fraud_core.db import make_engine
-
-    return make_engine(url, pool_size=2)
-
-
 @task(name="score-chunk", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
 def score_chunk(start: datetime, end: datetime, model: ModelBundle, only_unscored: bool = True) -> ChunkResult:
     """Score one chunk (runs on a Dask worker) and commit its scores."""
-    engine = _engine(get_settings().database.url)
+    engine = shared_engine(get_settings().database.url, pool_size=2)  # one pool per Dask worker
     return score_range(start, end, engine=engine, model=model.load(), only_unscored=only_unscored)
 
 

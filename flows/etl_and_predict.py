@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any, Literal
 
 import pandas as pd
@@ -32,7 +31,7 @@ from sqlmodel import Session
 
 from fraud_core.alerts import DeliveryReport, deliver_configured
 from fraud_core.data import NormalisedBatch
-from fraud_core.db import make_engine, repository, session_scope
+from fraud_core.db import repository, session_scope, shared_engine
 from fraud_core.db.models import LabelOrigin, RunStatus
 from fraud_core.ml.challenger import shadow_score
 from fraud_core.ml.serving import ServingModel, get_model_holder
@@ -58,12 +57,6 @@ ALERT_BUDGET_SECONDS = 10.0
 # Large inputs are passed as quote(...): Prefect would otherwise visit every element of them
 # looking for futures (5 s for 10,000 records).
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, "retries": 0}
-
-
-@lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
-    # One pool per worker process, reused by every run it executes.
-    return make_engine(url)
 
 
 @contextmanager
@@ -270,7 +263,7 @@ def etl_and_predict(
     """
     logger = get_run_logger()
     settings = get_settings()
-    engine = _engine(settings.database.url)
+    engine = shared_engine(settings.database.url)
     source = settings.source.name
     cap = max_transactions or settings.source.max_per_run
     run_id = str(flow_run.id or uuid.uuid4())

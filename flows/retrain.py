@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from sqlalchemy.engine import Engine
 
-from fraud_core.db import make_engine, repository, session_scope
+from fraud_core.db import repository, session_scope, shared_engine
 from fraud_core.ml import registry, retraining
 from fraud_core.ml.promotion import PromotionDecision, decide
 from fraud_core.settings import Settings, get_settings
 
 ARTIFACT_KEY = "retrain-decision"
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-@lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
-    return make_engine(url)
 
 
 @task(name="plan", **_TASK_OPTIONS)
@@ -132,7 +126,7 @@ def retrain(
     """
     logger = get_run_logger()
     settings = get_settings()
-    engine = _engine(settings.database.url)
+    engine = shared_engine(settings.database.url)
     run_id = str(flow_run.id or uuid.uuid4())
     work_dir = settings.ensure_var_dir() / "retrain" / run_id
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ The checks are in :mod:`fraud_core.quality`; this module only wires them.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from fraud_core.alerts import DeliveryReport, deliver_configured
-from fraud_core.db import make_engine, repository, session_scope
+from fraud_core.db import repository, session_scope, shared_engine
 from fraud_core.ml.serving import ModelUnavailableError, get_model_holder
 from fraud_core.quality import weekly
 from fraud_core.quality.results import QualityReport
@@ -30,11 +29,6 @@ from fraud_core.settings import Settings, get_settings
 
 ARTIFACT_KEY = "weekly-quality-report"
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-@lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
-    return make_engine(url)
 
 
 @task(name="window", **_TASK_OPTIONS)
@@ -119,7 +113,7 @@ def weekly_quality(
     """
     logger = get_run_logger()
     settings = get_settings()
-    engine = _engine(settings.database.url)
+    engine = shared_engine(settings.database.url)
     quality_window = window(engine, settings, window_start, window_end, window_days)
     baseline = champion_baseline()
     report = run_checks(engine, settings, quality_window, baseline)

@@ -205,12 +205,33 @@ def _prefect_get(api_url: str, path: str) -> Any:
     return response.json()
 
 
-def _prefect_post(api_url: str, path: str, body: dict[str, Any]) -> Any:
+#: First pause before trying a busy Prefect server again (then twice as long, ...).
+PREFECT_RETRY_SECONDS = 2.0
+
+
+def _prefect_post(api_url: str, path: str, body: dict[str, Any], *, attempts: int = 3) -> Any:
+    """POST to the Prefect API, trying again (bounded) when the server is busy or not reachable yet.
+
+    A local SQLite-backed server answers 503 while its database is locked; nothing was done then,
+    so trying again cannot do anything twice. Other errors (and timeouts, after which the request
+    may have been carried out) raise at once.
+
+    Raises:
+        httpx.HTTPError: the server kept refusing, or answered another error.
+    """
     import httpx
 
-    response = httpx.post(f"{api_url}{path}", json=body, timeout=10)
-    response.raise_for_status()
-    return response.json()
+    for attempt in range(attempts):
+        try:
+            response = httpx.post(f"{api_url}{path}", json=body, timeout=10)
+            if response.status_code != 503 or attempt == attempts - 1:
+                response.raise_for_status()
+                return response.json()
+        except httpx.ConnectError:
+            if attempt == attempts - 1:
+                raise
+        time.sleep(PREFECT_RETRY_SECONDS * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def work_pool_exists(api_url: str, name: str) -> bool:
@@ -254,29 +275,18 @@ def deployment_names(api_url: str) -> list[str]:
     return sorted(f"{flows.get(d['flow_id'], '?')}/{d['name']}" for d in deployments)
 
 
-def run_deployment_now(api_url: str, name: str, *, attempts: int = 3) -> str | None:
+def run_deployment_now(api_url: str, name: str) -> str | None:
     """Create a flow run of the deployment called ``name`` (any flow); its id, or None if absent.
 
-    A busy server (a local SQLite one answers 503 while its database is locked) gets a few tries.
-
     Raises:
-        httpx.HTTPError: the server kept refusing.
+        httpx.HTTPError: the server kept refusing (see :func:`_prefect_post`).
     """
-    import httpx
-
-    for attempt in range(attempts):
-        try:
-            body = {"deployments": {"name": {"any_": [name]}}, "limit": 1}
-            found = _prefect_post(api_url, "/deployments/filter", body)
-            if not found:
-                return None
-            run = _prefect_post(api_url, f"/deployments/{found[0]['id']}/create_flow_run", {"tags": ["up"]})
-            return str(run["id"])
-        except httpx.HTTPError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(2.0 * (attempt + 1))
-    return None
+    body = {"deployments": {"name": {"any_": [name]}}, "limit": 1}
+    found = _prefect_post(api_url, "/deployments/filter", body)
+    if not found:
+        return None
+    run = _prefect_post(api_url, f"/deployments/{found[0]['id']}/create_flow_run", {"tags": ["up"]})
+    return str(run["id"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,28 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE_PATH = Path(__file__).resolve().parents[1] / "data" / "sample" / "fraud_sample.parquet"
 
 
+def env_setter(monkeypatch: Any, *, reset_model: bool = True) -> Any:
+    """Configure through the environment, as a deployment would: ``setter(NAME=value, OTHER=None)``.
+
+    ``None`` unsets a variable. The settings (and, with ``reset_model``, the process-wide model
+    holder) are rebuilt after each call so the next read sees the new values.
+    """
+    from fraud_core.ml.serving import reset_model_holder
+    from fraud_core.settings import reset_settings
+
+    def configure(**values: Any) -> None:
+        for key, value in values.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, str(value))
+        reset_settings()
+        if reset_model:
+            reset_model_holder()
+
+    return configure
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as sock:

@@ -164,8 +164,13 @@ class ScoringEngine:
             InvalidRowsError: the record breaks a row rule.
         """
         from fraud_core.features.single import canonical_one, features_one
+        from webapp.errors import ServiceUnavailable
 
-        model = self._model()
+        try:
+            model = self._model()
+        except ServiceUnavailable:
+            canonicalise([record], token_key=self.services.token_key)  # bad input is a 422 all the same
+            raise
         parts = self._fast_parts(model)
         row = canonical_one(msgspec.structs.asdict(record), token_key=self.services.token_key) if parts else None
         if parts is None or row is None:
@@ -177,16 +182,8 @@ class ScoringEngine:
             row, history, self._label_index(), label_delay_days=model.metadata.get("label_delay_days")
         )
         p, decision, level, reasons = scorer.score(features, reasons=self.reasons)
-        return PredictionOut(
-            trans_num=row["trans_num"],
-            fraud_probability=p,
-            is_fraud=bool(decision),
-            threshold=scorer.threshold,
-            risk_level=level,  # type: ignore[arg-type]
-            model_version=str(model.version),
-            reasons=[_reason(r) for r in reasons],
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return _prediction(row["trans_num"], p, decision, scorer.threshold, level, model.version, reasons, latency_ms)
 
     def _model(self) -> Any:
         from fraud_core.ml.serving import ModelUnavailableError
@@ -251,21 +248,41 @@ class ScoringEngine:
         history, labels = self.history(frame, label_delay_days=delay)
         scored = predictor.score(frame, history=history, label_events=labels, reasons=self.reasons)
         elapsed = (time.perf_counter() - started) * 1000.0
-        out = []
-        for row in scored.itertuples(index=False):
-            out.append(
-                PredictionOut(
-                    trans_num=str(row.trans_num),
-                    fraud_probability=float(row.score),
-                    is_fraud=bool(row.decision),
-                    threshold=float(predictor.threshold),
-                    risk_level=str(row.risk_level),  # type: ignore[arg-type]
-                    model_version=str(model.version),
-                    reasons=[_reason(r) for r in row.reasons],
-                    latency_ms=elapsed,
-                )
+        return [
+            _prediction(
+                row.trans_num,
+                row.score,
+                row.decision,
+                predictor.threshold,
+                row.risk_level,
+                model.version,
+                row.reasons,
+                elapsed,
             )
-        return out
+            for row in scored.itertuples(index=False)
+        ]
+
+
+def _prediction(
+    trans_num: Any,
+    score: Any,
+    decision: Any,
+    threshold: Any,
+    risk_level: Any,
+    version: Any,
+    reasons: Sequence[dict[str, Any]],
+    latency_ms: float,
+) -> PredictionOut:
+    return PredictionOut(
+        trans_num=str(trans_num),
+        fraud_probability=float(score),
+        is_fraud=bool(decision),
+        threshold=float(threshold),
+        risk_level=str(risk_level),  # type: ignore[arg-type]
+        model_version=str(version),
+        reasons=[_reason(r) for r in reasons],
+        latency_ms=latency_ms,
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -7,6 +7,7 @@ CLI command) and open one :func:`session_scope` per unit of work.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,15 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+@functools.lru_cache(maxsize=8)
+def shared_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """One engine per URL for the whole process (a flow's runs in a worker, a Dask worker's chunks).
+
+    ``shared_engine.cache_clear()`` forgets them (tests); dispose them first if they are in use.
+    """
+    return make_engine(url, pool_size=pool_size)
 
 
 def make_engine(url: str | URL | None = None, *, echo: bool | None = None, pool_size: int | None = None) -> Engine:

@@ -52,12 +52,14 @@ def _window_of(
     card_ids: Sequence[str] | None,
     start: datetime | pd.Timestamp | None,
     end: datetime | pd.Timestamp | None,
-) -> tuple[list[str], datetime, datetime]:
+) -> HistoryWindow:
     if window is not None:
-        return list(window.card_ids), as_utc(window.start), as_utc(window.end)
+        return window
     if card_ids is None or start is None or end is None:
         raise TypeError("give a HistoryWindow, or card_ids, start and end")
-    return sorted(set(map(str, card_ids))), as_utc(start), as_utc(end)
+    lo, hi = (pd.Timestamp(as_utc(t)).tz_localize(None) for t in (start, end))
+    # The label bounds play no part in the card history.
+    return HistoryWindow(tuple(sorted(set(map(str, card_ids)))), lo, hi, label_base_until=lo, label_until=lo)
 
 
 def card_history_statement(card_ids: Sequence[str], start: datetime, end: datetime, *, dialect: str) -> Any:
@@ -164,11 +166,11 @@ def fetch_card_history(
     Returns:
         Canonical frame (reader dtypes), ordered by ``(card_id, event_time, trans_num)``.
     """
-    cards, lo, hi = _window_of(window, card_ids, start, end)
-    if not cards:
+    window = _window_of(window, card_ids, start, end)
+    if not window.card_ids:
         return pd.DataFrame(columns=list(CANONICAL_COLUMNS))
     dialect = _dialect(session)
-    statement = card_history_statement(cards, lo, hi, dialect=dialect)
+    statement = card_history_statement(window.card_ids, as_utc(window.start), as_utc(window.end), dialect=dialect)
     if dialect == "postgresql":
         frame = _copy_out(session, statement)
     else:
@@ -176,16 +178,9 @@ def fetch_card_history(
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     if frame.empty:
         return pd.DataFrame(columns=list(CANONICAL_COLUMNS))
-    frame = to_canonical_frame(frame).drop_duplicates("trans_num")
-    # The query's superset, cut to the exact selection (ties at the last instant before the window).
-    selection = HistoryWindow(
-        card_ids=tuple(cards),
-        start=pd.Timestamp(lo).tz_convert("UTC").tz_localize(None),
-        end=pd.Timestamp(hi).tz_convert("UTC").tz_localize(None),
-        label_base_until=pd.Timestamp(lo).tz_convert("UTC").tz_localize(None),
-        label_until=pd.Timestamp(lo).tz_convert("UTC").tz_localize(None),
-    )
-    return select_card_history(frame, selection)
+    # The query's superset (a row may come twice; ties at the last instant before the window on
+    # SQLite), cut to the exact selection by the reference function itself.
+    return select_card_history(to_canonical_frame(frame), window)
 
 
 def label_stats_statements(base_before: datetime, until_before: datetime) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -47,11 +47,15 @@ KEEP_SNAPSHOTS = 8
 _WRITER_LOCK = 0x66646C74
 
 
+def _last_day(until: datetime) -> date:
+    """The last UTC day with instants before ``until``."""
+    return (as_utc(until) - timedelta(microseconds=1)).date()
+
+
 def changes_before(until: datetime, *, session: Session) -> int:
     """The sum of the change counters of the UTC days with transactions before ``until``."""
-    last_day = (as_utc(until) - timedelta(microseconds=1)).date()
     epochs = table_of(LabelEpoch)
-    statement = sa.select(sa.func.coalesce(sa.func.sum(epochs.c.changes), 0)).where(epochs.c.day <= last_day)
+    statement = sa.select(sa.func.coalesce(sa.func.sum(epochs.c.changes), 0)).where(epochs.c.day <= _last_day(until))
     return int(session.execute(statement).scalar_one())
 
 
@@ -93,7 +97,7 @@ def _compact_epochs(session: Session, until: datetime) -> None:
             "WITH gone AS (DELETE FROM label_epochs WHERE day <= :last_day RETURNING day, changes) "
             "INSERT INTO label_epochs (day, changes) SELECT day, sum(changes) FROM gone GROUP BY day"
         ),
-        {"last_day": (as_utc(until) - timedelta(microseconds=1)).date()},
+        {"last_day": _last_day(until)},
     )
 
 

@@ -13,11 +13,13 @@ one round trip; it reconnects once when the connection was lost.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import numpy as np
+import psycopg2
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from fraud_core.features.single import CanonicalRow, CardHistory, history_bounds, to_us
 
@@ -33,7 +35,7 @@ UNION ALL
   ORDER BY event_time DESC, trans_num COLLATE "C" DESC LIMIT 1)
 UNION ALL
 SELECT 2, NULL, NULL, NULL, NULL, NULL
- WHERE EXISTS (SELECT 1 FROM transactions WHERE card_id = $1 AND category = $4 AND event_time < $3)
+ WHERE EXISTS (SELECT 1 FROM card_categories WHERE card_id = $1 AND category = $4 AND first_event_time < $3)
 """
 
 
@@ -84,7 +86,7 @@ class CardHistoryReader:
                     cursor.close()
                 self._connection.commit()
                 break
-            except Exception:
+            except (psycopg2.OperationalError, psycopg2.InterfaceError, DBAPIError):  # connection lost
                 self.close()
                 if attempt == 2:
                     raise
@@ -95,7 +97,7 @@ class CardHistoryReader:
             if part == 2:
                 seen = True
                 continue
-            t_us.append(to_us(event_time if isinstance(event_time, datetime) else datetime.fromisoformat(event_time)))
+            t_us.append(to_us(event_time))
             trans_num.append(str(tn))
             amount.append(float(amt))
             lat.append(float(mlat))

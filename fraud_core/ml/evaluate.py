@@ -8,7 +8,7 @@ its last earlier transaction and its first per category), and the history's labe
 (:func:`fraud_core.features.select_label_events`), so the values are exactly those of a full
 recomputation at a fraction of the cost.
 
-The figures themselves are :func:`fraud_core.ml.metrics.compute_metrics`, re-exported here.
+The figures themselves are :func:`fraud_core.ml.metrics.compute_metrics`.
 """
 
 from __future__ import annotations
@@ -29,18 +29,14 @@ from fraud_core.features import (
     select_label_events,
 )
 from fraud_core.ml.artifact import ModelArtifact, load_artifact
-from fraud_core.ml.metrics import CARDS_PER_DAY, card_precision_at_k, compute_metrics, metrics_from_scores
+from fraud_core.ml.metrics import compute_metrics
 from fraud_core.ml.predictor import Predictor, score_many
 from fraud_core.schema import LABEL_COLUMN
 
 __all__ = [
-    "CARDS_PER_DAY",
     "EvaluationError",
-    "card_precision_at_k",
-    "compute_metrics",
     "evaluate_files",
     "evaluate_frames",
-    "metrics_from_scores",
 ]
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """A compiled-to-numpy evaluator of a fitted HistGradientBoosting model, for small batches.
 
 scikit-learn evaluates its boosted trees one tree at a time with an OpenMP loop over rows: for a
-single transaction that is 300 parallel regions of one row each, and on a busy machine the OpenMP
-threads make one call cost tens of milliseconds. :class:`FastHGB` flattens every tree into a few
+single transaction that is 300 parallel regions of one row each, whose thread start-up and
+synchronisation cost far more than the walk itself. :class:`FastHGB` flattens every tree into a few
 arrays once and walks all trees of all rows together, one numpy step per tree level, in the calling
 thread (no thread pool).
 
@@ -63,7 +63,6 @@ class FastHGB:
         roots = []
         offset = 0
         bitset_offset = 0
-        max_depth = 0
         for (tree,) in predictors:
             nodes = tree.nodes
             roots.append(offset)
@@ -80,7 +79,6 @@ class FastHGB:
             bitsets.append(raw_bitsets)
             bitset_offset += len(raw_bitsets)
             offset += len(nodes)
-            max_depth = max(max_depth, int(nodes["depth"].max()))
         self.roots = np.asarray(roots, dtype=np.int64)
         self.feature = np.concatenate(features)
         self.threshold = np.concatenate(thresholds)
@@ -96,7 +94,6 @@ class FastHGB:
         self.bitset_row = np.concatenate(bitset_rows)
         self.bitsets = np.concatenate(bitsets) if bitsets and bitset_offset else np.zeros((1, 8), dtype=np.uint32)
         self.value = np.concatenate(values)
-        self.depth = max_depth
         self.any_categorical = bool(self.is_categorical.any())
         # Categorical splits as a lookup table: go_left[split, code] for codes 0..255, with
         # scikit-learn's rule (left if in the split's bitset, right if a known category, else the
@@ -216,9 +213,14 @@ class FastHGB:
         total = np.concatenate([np.full((n, 1), self.baseline), leaves], axis=1)
         return np.cumsum(total, axis=1)[:, -1]
 
-    def predict_proba_near(self, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def predict_proba_near(
+        self,
+        x0: np.ndarray,
+        x: np.ndarray,
+        reference: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None,
+    ) -> np.ndarray:
         """:meth:`predict_proba` of rows close to ``x0`` (see :meth:`raw_near`)."""
-        return 1.0 / (1.0 + np.exp(-self.raw_near(x0, x)))
+        return 1.0 / (1.0 + np.exp(-self.raw_near(x0, x, reference)))
 
     def _categorical_lookup(self, node: np.ndarray, values: np.ndarray) -> np.ndarray:
         negative = values < 0
@@ -235,42 +237,29 @@ class FastHGB:
 
 
 class FastScorer:
-    """A :class:`~fraud_core.ml.predictor.Predictor` whose model calls run on :class:`FastHGB`.
+    """One transaction's score and reasons from a :class:`~fraud_core.ml.predictor.Predictor`, fast.
 
-    The encoding, decision, risk bands and reasons are the predictor's own code (its ``explain``
-    runs unchanged, on a copy whose ``_proba`` is the flattened trees), so only the tree evaluation
-    differs, and that agrees with scikit-learn to rounding. Tests compare the two end to end.
+    It encodes a feature dict without pandas and walks the predictor's own flattened trees
+    (:class:`FastHGB`) once for the score; the reasons are the predictor's ``explain``, handed that
+    walk so the trees are not walked again for the scored row. Tests compare it with the predictor
+    end to end.
 
     Raises:
-        ValueError: the predictor's model is not a HistGradientBoosting classifier with code-encoded
-            categories (the forest keeps the reference path).
+        ValueError: the predictor has no flattened trees (not a HistGradientBoosting classifier
+            with code-encoded categories: the forest keeps the reference path).
     """
 
     def __init__(self, predictor: Any) -> None:
-        import copy
-
+        if predictor._fast is None:
+            raise ValueError("the fast path needs a HistGradientBoosting model with code-encoded categories")
         encoder = predictor._encoder
-        if getattr(encoder, "one_hot", False):
-            raise ValueError("one-hot encoded models are not supported by the fast path")
         self.predictor = predictor
-        self.model = FastHGB(predictor._model)
+        self.model: FastHGB = predictor._fast
         self.numeric = list(encoder.numeric_)
         self.categorical = list(encoder.categorical_)
         self.lookups = {c: dict(encoder._lookups[c]) for c in self.categorical}
         self.columns = list(predictor.feature_columns)
         self.threshold = float(predictor.threshold)
-        self._explainer = copy.copy(predictor)
-        self._x0: np.ndarray | None = None
-        self._reference: Any = None
-        self._explainer._proba = self._proba_near_current
-
-    def _proba_near_current(self, x: np.ndarray) -> np.ndarray:
-        # explain() scores the row with one feature at a time set to its typical value: rows that
-        # differ from the scored row in a few columns, which raw_near evaluates cheaply.
-        if self._x0 is not None and x.ndim == 2 and x.shape[1] == self._x0.shape[0]:
-            raw = self.model.raw_near(self._x0, x, self._reference)
-            return 1.0 / (1.0 + np.exp(-raw))
-        return self.model.predict_proba(x)
 
     def encode(self, features: dict[str, Any]) -> np.ndarray:
         """The encoder's row: numeric columns in order, then category codes (NaN when unseen)."""
@@ -287,11 +276,7 @@ class FastScorer:
         explained: list[dict[str, Any]] = []
         if reasons > 0:
             frame = _OneRow([features[c] for c in self.columns])
-            self._x0, self._reference = x[0], reference
-            try:
-                explained = self._explainer.explain(frame, top=reasons, encoded=x, scores=scores)[0]
-            finally:
-                self._x0, self._reference = None, None
+            explained = self.predictor.explain(frame, top=reasons, encoded=x, scores=scores, reference=reference)[0]
         return p, p >= self.threshold, self.predictor.risk_level(p), explained
 
 

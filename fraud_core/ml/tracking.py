@@ -164,29 +164,17 @@ def log_training(
         return TrackedModel(run_id, experiment_id, artifact_uri, None, None, ())
 
     name = settings.mlflow.registered_model_name
-    if _registered_model_missing(client, name):
-        client.create_registered_model(name, description="Credit-card fraud detector (scikit-learn pipeline).")
-    version = client.create_model_version(
+    number = registry.register_version(
         name,
         source=artifact_uri,
         run_id=run_id,
+        client=client,
         tags={"model_kind": artifact.kind, "threshold": f"{artifact.threshold:.6f}"},
         description=f"{artifact.kind} trained on {meta.get('train_start')} .. {meta.get('train_end')}",
-    )
-    number = str(version.version)
+    ).version
     if registry.resolve(name, registry.CHAMPION, client=client) is None:
         # Nothing serves yet: the first model is the champion (later ones go through the gate).
         registry.promote(name, number, client=client)
     held = registry.get_version(name, number, client=client).aliases
     logger.info("registered %s version %s%s", name, number, f" ({', '.join(held)})" if held else "")
     return TrackedModel(run_id, experiment_id, artifact_uri, name, number, tuple(held))
-
-
-def _registered_model_missing(client: MlflowClient, name: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        return True
-    return False

@@ -112,7 +112,7 @@ def store_transactions(
     rejected = repository.insert_rejected(batch.rejected, session=session, source=source) if batch.rejected else 0
     if track_cursor:
         repository.set_cursor(source, session=session, transactions=next_cursor)
-    pending = set(pipeline_repo.unscored(frame["trans_num"].tolist(), session=session)) if len(frame) else set()
+    pending = set(repository.unscored_trans_nums(frame["trans_num"].tolist(), session=session)) if len(frame) else set()
     to_score = frame[frame["trans_num"].isin(pending)].reset_index(drop=True)
     return LoadResult(inserted=inserted, to_score=to_score, duplicates=len(frame) - len(inserted), rejected=rejected)
 

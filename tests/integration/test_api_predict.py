@@ -285,8 +285,14 @@ def test_single_fast_path_equals_the_reference_path(
     for _, row in later.iterrows():
         record = msgspec.convert(_record(row), TransactionIn)
         fast = engine.score_record(record, started=0.0)
-        assert engine._fast_scorer is not None and engine._fast_scorer[1] is not None  # the fast path served
+        # the fast path served: a fast scorer, a history reader, and a record it accepts
+        from fraud_core.db.single_history import CardHistoryReader
+        from fraud_core.features.single import canonical_one
         from webapp.scoring import canonicalise
+
+        assert engine._fast_scorer is not None and engine._fast_scorer[1] is not None
+        assert isinstance(engine._reader, CardHistoryReader)
+        assert canonical_one(msgspec.structs.asdict(record), token_key=TOKEN_KEY) is not None
 
         reference = engine.score(canonicalise([record], token_key=TOKEN_KEY), started=0.0)[0]
         assert fast.fraud_probability == pytest.approx(reference.fraud_probability, abs=1e-9)

@@ -240,3 +240,32 @@ def test_openapi_schema_and_docs_are_served_locally(client: TestClient[Any]) -> 
     assert page.status_code == 200
     assert "https://" not in page.text  # the Swagger UI assets come from this app
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_bad_input_is_422_even_when_the_scoring_engine_has_no_model(
+    clean_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production set-up: the engine exists and loads its model lazily, but no champion exists yet."""
+    from fraud_core.ml.serving import ModelUnavailableError
+    from webapp.app import create_app
+    from webapp.scoring import ScoringEngine
+
+    class NoChampion:
+        def get(self) -> Any:
+            raise ModelUnavailableError("no version holds the 'champion' alias")
+
+        def peek(self) -> Any:
+            return None
+
+    app = create_app(
+        _settings(monkeypatch, None),
+        engine=clean_db,
+        scoring=lambda services: ScoringEngine(services, holder=NoChampion()),
+        dashboard=False,
+    )
+    with TestClient(app) as test_client:
+        # a row rule (checked by the canonicaliser, not by the request schema)
+        bad = test_client.post("/predict", json=_with(dob="31/31/1999"))
+        assert bad.status_code == 422
+        assert {e["field"] for e in _errors(bad)} == {"dob"}
+        assert test_client.post("/predict", json=VALID).status_code == 503

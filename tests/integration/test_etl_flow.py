@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fraud_core.data import to_canonical
-from fraud_core.db import make_engine, repository, session_scope
+from fraud_core.db import make_engine, repository, session_scope, shared_engine
 from fraud_core.ml.serving import reset_model_holder
 from fraud_core.settings import reset_settings
 from simulator.faults import Fault
@@ -26,6 +26,7 @@ from tests.pipeline_support import (
     FeedServer,
     SmtpSink,
     ThrowawayPostgres,
+    env_setter,
     free_port,
     train_quick_model,
 )
@@ -61,14 +62,7 @@ def feed_raw(sample: pd.DataFrame) -> pd.DataFrame:
 def env(monkeypatch: pytest.MonkeyPatch, database_url_env: str, model_dir: Path) -> Iterator[Callable[..., None]]:
     """Configure the flow through the environment (as a deployment would); returns a setter."""
 
-    def configure(**values: Any) -> None:
-        for key, value in values.items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, str(value))
-        reset_settings()
-        reset_model_holder()
+    configure = env_setter(monkeypatch)
 
     configure(
         MODEL_PATH=model_dir,
@@ -301,7 +295,10 @@ def test_database_restart_in_the_middle_of_a_run_loses_and_doubles_nothing(
             counts = _feed_counts(engine)
         finally:
             engine.dispose()
-            module._engine.cache_clear()
+            from fraud_core.settings import get_settings
+
+            shared_engine(get_settings().database.url).dispose()  # the flow's pool on the throwaway server
+            shared_engine.cache_clear()
     assert counts["transactions"] == counts["distinct"] == n_valid
     assert counts["predictions"] == n_valid and counts["unscored"] == 0 and counts["scored_twice"] == 0
     assert counts["alerts"] == counts["flagged"] and counts["flagged_without_alert"] == 0

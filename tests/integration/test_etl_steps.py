@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from fraud_core.db import repository, session_scope
-from fraud_core.db.pipeline_repo import CursorMovedError, unscored
+from fraud_core.db.pipeline_repo import CursorMovedError
+from fraud_core.db.repository import unscored_trans_nums
 from fraud_core.pipeline.steps import store_labels, store_transactions, validate_labels, validate_transactions
 from tests.pipeline_support import FIXTURES, TOKEN_KEY
 
@@ -56,7 +57,7 @@ def test_cursor_moves_with_the_rows_and_refuses_an_overlapping_run(clean_db: Eng
             ],
             session=session,
         )
-        assert len(unscored(loaded.to_score["trans_num"].tolist(), session=session)) == 15
+        assert len(unscored_trans_nums(loaded.to_score["trans_num"].tolist(), session=session)) == 15
 
 
 def test_a_failed_transaction_leaves_the_cursor_where_it_was(clean_db: Engine, records: list[dict]) -> None:

@@ -27,7 +27,7 @@ from fraud_core.pipeline import score as scoring
 from fraud_core.quality import weekly
 from fraud_core.quality.results import QualityReport, Status
 from fraud_core.settings import Settings, get_settings, reset_settings
-from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, SmtpSink, train_quick_model
+from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, SmtpSink, env_setter, train_quick_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,14 +48,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(model_dir: Path, pg_database_factory: Callable[..., str]) -> Iterator[Callable[..., None]]:
     monkeypatch = pytest.MonkeyPatch()
 
-    def configure(**values: Any) -> None:
-        for key, value in values.items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, str(value))
-        reset_settings()
-        reset_model_holder()
+    configure = env_setter(monkeypatch)
 
     configure(
         DATABASE_URL=pg_database_factory(migrate=True),

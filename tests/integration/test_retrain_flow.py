@@ -26,8 +26,8 @@ from fraud_core.ml.challenger import ChallengerHolder, reset_challenger_holder, 
 from fraud_core.ml.pipeline import HGB_PARAMS
 from fraud_core.ml.serving import ModelHolder, get_model_holder, reset_model_holder
 from fraud_core.settings import MLflowSettings, get_settings, reset_settings
-from tests.e2e.test_hub_roundtrip import FakeHub
-from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, FeedServer
+from tests.hub_support import FakeHub
+from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, FeedServer, env_setter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,13 +63,8 @@ def env(
 ) -> Iterator[Callable[..., None]]:
     monkeypatch = pytest.MonkeyPatch()
 
-    def configure(**values: Any) -> None:
-        for key, value in values.items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, str(value))
-        reset_settings()
+    # the model holder is not reset: the live-flow check counts its loads
+    configure = env_setter(monkeypatch, reset_model=False)
 
     configure(
         DATABASE_URL=warehouse[0],

@@ -270,3 +270,62 @@ def test_split_sample_leaves_out_what_the_warehouse_already_holds(tmp_path: Path
     resumed = split_sample(SAMPLE, tmp_path / "b", now=now, already_stored=stored)
     assert (resumed.stream_skipped, resumed.stream_rows) == (100, full.stream_rows - 100)
     assert set(pd.read_parquet(resumed.stream)["trans_num"]).isdisjoint(stored)
+
+
+class _Answers:
+    """A local HTTP server answering POSTs with the given status codes in turn (then the last one)."""
+
+    def __init__(self, *codes: int) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.codes, self.seen = list(codes), 0
+        answers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                code = answers.codes[min(answers.seen, len(answers.codes) - 1)]
+                answers.seen += 1
+                body = json.dumps({"answer": answers.seen}).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_busy_prefect_server_is_asked_again_and_other_errors_raise_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from fraud_cli import system_commands
+
+    monkeypatch.setattr(system_commands, "PREFECT_RETRY_SECONDS", 0.01)
+    busy_then_ok = _Answers(503, 503, 200)
+    refused = _Answers(404)
+    always_busy = _Answers(503)
+    try:
+        assert system_commands._prefect_post(busy_then_ok.url, "/x", {}) == {"answer": 3}
+        with pytest.raises(httpx.HTTPStatusError):
+            system_commands._prefect_post(refused.url, "/x", {})
+        assert refused.seen == 1
+        with pytest.raises(httpx.HTTPStatusError):
+            system_commands._prefect_post(always_busy.url, "/x", {})
+        assert always_busy.seen == 3  # bounded
+    finally:
+        for server in (busy_then_ok, refused, always_busy):
+            server.close()

@@ -93,17 +93,22 @@ def get_predictions(trans_num: str, *, session: Session) -> list[Prediction]:
 
 
 def unscored_trans_nums(
-    trans_nums: Sequence[str], *, session: Session, model_version: str, role: str = "champion"
+    trans_nums: Sequence[str], *, session: Session, model_version: str | None = None, role: str = "champion"
 ) -> list[str]:
-    """Those of ``trans_nums`` that this model version has not scored yet in this role (input order)."""
+    """Those of ``trans_nums`` not scored yet in this role (input order).
+
+    Args:
+        model_version: by this model version; ``None``: by any version.
+    """
     wanted = list(dict.fromkeys(trans_nums))
     scored: set[str] = set()
     for start in range(0, len(wanted), 1000):
         batch = wanted[start : start + 1000]
         statement = select(Prediction.trans_num).where(
             Prediction.trans_num.in_(batch),  # type: ignore[attr-defined]
-            Prediction.model_version == model_version,
             Prediction.role == role,
         )
-        scored.update(session.exec(statement).all())
+        if model_version is not None:
+            statement = statement.where(Prediction.model_version == model_version)
+        scored.update(session.exec(statement.distinct()).all())
     return [t for t in wanted if t not in scored]
