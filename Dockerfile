@@ -55,7 +55,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     FRAUD_VAR_DIR=/app/var \
-    PREFECT_HOME=/app/var/prefect
+    PREFECT_HOME=/app/var/prefect \
+    NUMBA_CACHE_DIR=/app/var/numba
 
 WORKDIR /app
 RUN mkdir -p /app/var && chown 10001:10001 /app/var
