@@ -192,7 +192,8 @@ class CardHistory:
 
     Attributes:
         t_us: event times (µs since the epoch) of the card's transactions in the longest window
-            before the transaction's second, plus the last one before that window; any order.
+            before the transaction's second, plus the last one before that window; any order
+            (in time and ``trans_num`` order they skip a sort).
         trans_num: their ids (break ties of equal times, as the batch order does).
         amount: their amounts.
         merch_lat: their merchants' latitudes.
@@ -241,8 +242,9 @@ def features_one(
 
     # The card's strict past at whole seconds, in the batch order (time, then trans_num).
     all_us = np.asarray(history.t_us, dtype=np.int64)
-    sel = [i for i in range(len(all_us)) if int(all_us[i]) // _US < t_s]
-    sel.sort(key=lambda i: (int(all_us[i]), history.trans_num[i]))
+    sel = np.flatnonzero(all_us // _US < t_s)
+    if len(sel) > 1 and not bool(np.all(np.diff(all_us[sel]) > 0)):  # out of order, or tied times
+        sel = np.asarray(sorted(sel.tolist(), key=lambda i: (int(all_us[i]), history.trans_num[i])), dtype=np.int64)
     times = all_us[sel]
     seconds = times // _US
     amounts = np.asarray(history.amount, dtype=np.float64)[sel]
@@ -278,17 +280,17 @@ def features_one(
     out["amount_ratio_30d"] = amount / mean_rel if mean_rel > 0 else math.nan
     out["amount_zscore_30d"] = (amount - mean_rel) / std_rel if std_rel > 0 else math.nan
 
-    if len(sel):
-        last = sel[-1]
+    # Home to merchant, and the previous merchant to this one, in one call (element-wise).
+    last = int(sel[-1]) if len(sel) else -1
+    home_km, prev_km = _haversine_km(
+        np.asarray([row["lat"], history.merch_lat[last] if last >= 0 else 0.0], dtype=np.float64),
+        np.asarray([row["long"], history.merch_long[last] if last >= 0 else 0.0], dtype=np.float64),
+        np.full(2, row["merch_lat"], dtype=np.float64),
+        np.full(2, row["merch_long"], dtype=np.float64),
+    ).tolist()
+    if last >= 0:
         secs = (t_us - int(history.t_us[last])) / _US
-        km = float(
-            _haversine_km(
-                np.asarray([history.merch_lat[last]], dtype=np.float64),
-                np.asarray([history.merch_long[last]], dtype=np.float64),
-                np.asarray([row["merch_lat"]], dtype=np.float64),
-                np.asarray([row["merch_long"]], dtype=np.float64),
-            )[0]
-        )
+        km = float(prev_km)
         out["secs_since_prev"] = secs
         out["prev_merchant_km"] = km
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -305,14 +307,7 @@ def features_one(
     out["is_night"] = 1.0 if hour in NIGHT_HOURS else 0.0
     dob_days = (row["dob"] - _EPOCH).days
     out["age_years"] = (t_s // _DAY - dob_days) / 365.25
-    out["home_merchant_km"] = float(
-        _haversine_km(
-            np.asarray([row["lat"]], dtype=np.float64),
-            np.asarray([row["long"]], dtype=np.float64),
-            np.asarray([row["merch_lat"]], dtype=np.float64),
-            np.asarray([row["merch_long"]], dtype=np.float64),
-        )[0]
-    )
+    out["home_merchant_km"] = float(home_km)
     if isinstance(label_events, LabelIndex):
         rates = label_events.rates(t_s, row["merchant"], row["category"], label_delay_seconds(label_delay_days))
         out["category_fraud_rate"], out["merchant_fraud_rate"] = rates

@@ -21,7 +21,7 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _walk_row(xp, r, walk, leaves, uses, record, trees):  # type: ignore[no-untyped-def]
+def _walk_row(xp, r, walk, leaves, uses, record, trees):
     """Set ``leaves[t]`` to row ``r``'s leaf in every tree ``t`` with ``walk[t]``.
 
     With ``record``, ``uses[t, c]`` is set for every column ``c`` tested on tree ``t``'s path.
@@ -47,7 +47,7 @@ def _walk_row(xp, r, walk, leaves, uses, record, trees):  # type: ignore[no-unty
 
 
 @njit(cache=True, nogil=True)
-def _total(baseline, leaves, value):  # type: ignore[no-untyped-def]
+def _total(baseline, leaves, value):
     total = baseline
     for t in range(leaves.shape[0]):
         total += value[leaves[t]]
@@ -55,7 +55,7 @@ def _total(baseline, leaves, value):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def raw_scores(xp, baseline, trees):  # type: ignore[no-untyped-def]
+def raw_scores(xp, baseline, trees):
     """Raw scores (log-odds) of every row of a preprocessed matrix."""
     n_trees = trees[0].shape[0]
     walk = np.ones(n_trees, dtype=np.bool_)
@@ -69,7 +69,7 @@ def raw_scores(xp, baseline, trees):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def reference_walk(xp0, baseline, trees):  # type: ignore[no-untyped-def]
+def reference_walk(xp0, baseline, trees):
     """Row 0 of ``xp0`` through every tree: (leaf per tree, columns each tree's path tests, raw score)."""
     n_trees = trees[0].shape[0]
     walk = np.ones(n_trees, dtype=np.bool_)
@@ -80,7 +80,7 @@ def reference_walk(xp0, baseline, trees):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def raw_scores_near(xp0, leaves0, uses, xp, baseline, trees):  # type: ignore[no-untyped-def]
+def raw_scores_near(xp0, leaves0, uses, xp, baseline, trees):
     """Raw scores of rows that differ from the reference row ``xp0[0]`` in a few columns.
 
     A tree is walked again only when its path for the reference row tests a column where the row

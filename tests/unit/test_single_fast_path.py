@@ -134,6 +134,39 @@ def test_features_one_equals_the_offline_batch(raw: pd.DataFrame) -> None:
                 assert _same(fast[column], expected[column]), (i, column, fast[column], expected[column])
 
 
+def test_features_one_does_not_depend_on_history_order() -> None:
+    """Sorted histories (what the reader returns) skip the sort; shuffled or tied ones are sorted."""
+    from datetime import datetime
+
+    from fraud_core.features.single import CardHistory, to_us
+
+    now = datetime(2020, 7, 1, 12, 0, 0)
+    base = to_us(now)
+    # Two transactions in the same second, 10 minutes before: the later trans_num is the previous one.
+    t_us = np.asarray([base - 86_400 * 10**6 * 40, base - 3_600 * 10**6, base - 600 * 10**6, base - 600 * 10**6])
+    names = ["a0", "b1", "c2", "c3"]
+    lat, lon = np.asarray([40.0, 41.0, 42.0, 45.0]), np.asarray([-70.0, -71.0, -72.0, -75.0])
+    amount = np.asarray([10.0, 20.0, 30.0, 40.0])
+    row = {
+        "trans_num": "z9", "event_time": now, "amount": 50.0, "category": "grocery_pos", "merchant": "m",
+        "merch_lat": 42.5, "merch_long": -72.5, "lat": 40.0, "long": -70.0, "dob": datetime(1980, 1, 1),
+    }  # fmt: skip
+
+    def features(order: list[int]) -> dict[str, Any]:
+        history = CardHistory(
+            t_us=t_us[order], trans_num=[names[i] for i in order], amount=amount[order],
+            merch_lat=lat[order], merch_long=lon[order], category_seen=True,
+        )  # fmt: skip
+        return features_one(row, history, None)
+
+    expected = features([0, 1, 2, 3])
+    assert expected["secs_since_prev"] == 600.0
+    assert expected["prev_merchant_km"] > 300  # from c3 (45, -75), not c2 (42, -72)
+    for order in ([3, 2, 1, 0], [1, 3, 0, 2], [0, 1, 3, 2]):
+        got = features(order)
+        assert all(_same(got[c], expected[c]) for c in FEATURE_COLUMNS), order
+
+
 def test_fast_hgb_equals_scikit_learn() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
