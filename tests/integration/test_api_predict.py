@@ -7,6 +7,7 @@ same history.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,9 @@ def test_predict_answers_every_field_and_equals_the_offline_batch_score(
     history_raw, target = _card_case(sample_raw)
     _store(clean_db, history_raw)
 
+    sent = time.perf_counter()
     response = client.post("/predict", json=_record(target))
+    round_trip_ms = (time.perf_counter() - sent) * 1000.0
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {
@@ -120,7 +123,7 @@ def test_predict_answers_every_field_and_equals_the_offline_batch_score(
     assert body["is_fraud"] is (body["fraud_probability"] >= body["threshold"])
     assert body["risk_level"] == predictor.risk_level(body["fraud_probability"])
     assert body["model_version"] == client.get("/model").json()["version"]
-    assert 0 < body["latency_ms"] < 5_000
+    assert 0 < body["latency_ms"] <= round_trip_ms  # the server's own time, within the client's
     assert len(body["reasons"]) <= 3
     for reason in body["reasons"]:
         assert reason["feature"] in FEATURE_COLUMNS
