@@ -145,6 +145,8 @@ def to_canonical(
     source: str | None = None,
     generate_trans_num: bool = False,
     require_label: bool = False,
+    row_offset: int = 0,
+    seen: set[str] | None = None,
 ) -> NormalisedBatch:
     """Validate raw rows and convert the valid ones to the canonical frame.
 
@@ -155,6 +157,10 @@ def to_canonical(
         generate_trans_num: give rows without ``trans_num`` a fresh id (``/predict``) instead of
             rejecting them.
         require_label: reject rows without a valid ``is_fraud`` (training files).
+        row_offset: added to the row numbers of rejections (``raw`` is a slice of a larger input).
+        seen: ``trans_num`` values of the earlier slices of the same input: rows repeating one
+            are rejected as duplicates, and this slice's values are added. Normalising an input
+            slice by slice with one ``seen`` set gives the same rows and rejections as all at once.
 
     Returns:
         The canonical frame (``CANONICAL_COLUMNS`` + ``is_fraud`` when the input had it, and
@@ -184,6 +190,11 @@ def to_canonical(
         "must be 1-64 letters, digits, '-' or '_'",
     )
     dup = trans_num.duplicated(keep="first") & ~missing_tn
+    if seen is not None:
+        # A set lookup per row: pandas' isin would hash the whole (growing) set for every slice.
+        earlier = np.fromiter((value in seen for value in trans_num.tolist()), dtype=bool, count=n)
+        dup |= pd.Series(earlier, index=trans_num.index) & ~missing_tn
+        seen.update(trans_num[~missing_tn].tolist())
     check.fail(dup, "trans_num", "duplicate trans_num within the batch")
     out["trans_num"] = trans_num
 
@@ -314,7 +325,7 @@ def to_canonical(
         tn = out["trans_num"].iloc[row]
         rejected.append(
             Rejection(
-                row=int(row),
+                row=int(row) + row_offset,
                 trans_num=str(tn) if isinstance(tn, str) and tn else None,
                 field=errors[0][0],
                 reason=errors[0][1],

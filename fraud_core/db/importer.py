@@ -1,7 +1,8 @@
 """Bulk import of a Kaggle-schema file into the warehouse, as history.
 
-The file is read and normalised once (:func:`fraud_core.data.read_raw`,
-:func:`fraud_core.data.to_canonical`), then loaded in chunks, each chunk in its own transaction:
+The file is read once (:func:`fraud_core.data.read_raw`) and normalised chunk by chunk
+(:func:`fraud_core.data.to_canonical`) while the chunks before are being stored, each chunk in its
+own transaction:
 transactions (idempotent on ``trans_num``), their labels with origin ``import``, and the rejected
 rows (without the card number). A crash half-way leaves whole chunks behind, and running the same
 import again completes it without duplicating anything.
@@ -10,8 +11,9 @@ import again completes it without duplicating anything.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +28,7 @@ from fraud_core.db.repository import insert_rejected, load_transactions
 from fraud_core.schema import LABEL_COLUMN
 
 if TYPE_CHECKING:
-    from fraud_core.data import Rejection
+    from fraud_core.data import NormalisedBatch, Rejection
 
 #: Rows per transaction when loading.
 DEFAULT_CHUNK_ROWS = 100_000
@@ -46,8 +48,9 @@ class ImportSummary:
         duplicates: valid rows skipped because their ``trans_num`` was already stored.
         rejected: rows that failed validation (duplicates within the file included).
         labels: labels inserted or changed.
-        read_seconds: reading and normalising.
-        load_seconds: writing to the warehouse.
+        read_seconds: reading and normalising (normalising overlaps with writing).
+        load_seconds: writing to the warehouse (wall time, from the first chunk on).
+        total_seconds: the whole import, end to end.
         partitions_created: monthly partitions this import created (PostgreSQL).
     """
 
@@ -59,16 +62,17 @@ class ImportSummary:
     labels: int = 0
     read_seconds: float = 0.0
     load_seconds: float = 0.0
+    total_seconds: float = 0.0
     partitions_created: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
-        rate = self.read / self.load_seconds if self.load_seconds > 0 else 0.0
+        elapsed = self.total_seconds or (self.read_seconds + self.load_seconds)
+        rate = self.read / elapsed if elapsed > 0 else 0.0
         return (
             f"import {Path(self.path).name}: read {self.read:,}, inserted {self.inserted:,}, "
             f"skipped {self.duplicates:,} duplicates, rejected {self.rejected:,} "
-            f"(labels {self.labels:,}; read {self.read_seconds:.1f} s, load {self.load_seconds:.1f} s, "
-            f"{rate:,.0f} rows/s)"
+            f"(labels {self.labels:,}; {elapsed:.1f} s end to end, {rate:,.0f} rows/s)"
         )
 
 
@@ -85,6 +89,23 @@ def normalise_file(path: str | Path, *, token_key: str) -> tuple[pd.DataFrame, l
     batch = to_canonical(raw, token_key=token_key)
     del raw
     return batch.frame, list(batch.rejected), n_read
+
+
+def normalised_chunks(
+    raw: pd.DataFrame, *, token_key: str, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[NormalisedBatch]:
+    """Normalise a raw frame slice by slice: the same rows and rejections as all at once.
+
+    Duplicate ``trans_num`` across slices are rejected as within one (the first occurrence wins)
+    and rejections keep their row numbers in ``raw``; the loader can store the first slice while
+    the next ones are being normalised.
+    """
+    from fraud_core.data import to_canonical
+
+    seen: set[str] = set()
+    step = max(chunk_rows, 1)
+    for start in range(0, len(raw), step):
+        yield to_canonical(raw.iloc[start : start + step], token_key=token_key, row_offset=start, seen=seen)
 
 
 def _default_workers(engine: Engine) -> int:
@@ -120,32 +141,75 @@ def load_frame(
         The summary with ``inserted``, ``duplicates``, ``labels``, ``load_seconds`` filled.
     """
     summary = summary if summary is not None else ImportSummary(path="<frame>", read=len(frame))
-    started = time.perf_counter()
-    # Partitions first, in their own short transaction: the chunks then never take DDL locks.
-    with session_scope(engine) as session:
-        summary.partitions_created = ensure_partitions(session.connection(), months_of(frame["event_time"]))
-    total = len(frame)
-    has_labels = LABEL_COLUMN in frame.columns
     step = max(chunk_rows, 1)
+    chunks = (frame.iloc[start : start + step] for start in range(0, len(frame), step))
+    return load_chunks(
+        chunks, engine=engine, total=len(frame), source=source, workers=workers, progress=progress, summary=summary
+    )
 
-    def load_chunk(start: int) -> tuple[int, int, int]:
-        chunk = frame.iloc[start : start + step]
+
+def load_chunks(
+    chunks: Iterable[pd.DataFrame],
+    *,
+    engine: Engine,
+    total: int,
+    source: str = LabelOrigin.IMPORT.value,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    summary: ImportSummary,
+) -> ImportSummary:
+    """Load canonical chunks as they come, each in its own transaction (see :func:`load_frame`).
+
+    The next chunk is taken (and so prepared, when ``chunks`` is lazy) while earlier ones are
+    being stored; at most ``workers`` chunks are in flight, which bounds memory. The first error
+    stops the load; the chunks already committed stay (an import is idempotent, so running it
+    again completes it).
+
+    Args:
+        chunks: canonical frames, in order.
+        engine: the warehouse.
+        total: rows in all chunks (for ``progress``).
+        source: stored in ``transactions.source``.
+        workers: chunks loaded at once (default: 2 on PostgreSQL, 1 on SQLite).
+        progress: called with ``(rows done, rows total)`` after each chunk.
+        summary: the summary to fill: ``inserted``, ``duplicates``, ``labels``,
+            ``partitions_created`` and ``load_seconds`` (wall time of this call).
+    """
+    started = time.perf_counter()
+    done = 0
+
+    def load_chunk(chunk: pd.DataFrame) -> tuple[int, int, int]:
+        has_labels = LABEL_COLUMN in chunk.columns
         with session_scope(engine) as session:
             result = load_transactions(
                 chunk, session=session, source=source, label_origin=LabelOrigin.IMPORT.value if has_labels else None
             )
         return len(chunk), len(result.inserted), result.labels
 
+    def collect(future: Future[tuple[int, int, int]]) -> None:
+        nonlocal done
+        n_rows, n_inserted, n_labels = future.result()
+        summary.inserted += n_inserted
+        summary.duplicates += n_rows - n_inserted
+        summary.labels += n_labels
+        done += n_rows
+        if progress is not None:
+            progress(done, total)
+
     n_workers = max(1, workers if workers is not None else _default_workers(engine))
-    done = 0
+    pending: deque[Future[tuple[int, int, int]]] = deque()
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="import") as pool:
-        for n_rows, n_inserted, n_labels in pool.map(load_chunk, range(0, total, step)):
-            summary.inserted += n_inserted
-            summary.duplicates += n_rows - n_inserted
-            summary.labels += n_labels
-            done += n_rows
-            if progress is not None:
-                progress(done, total)
+        for chunk in chunks:
+            if chunk.empty:
+                continue
+            # The chunk's partitions first, in their own short transaction: loaders never run DDL.
+            with session_scope(engine) as session:
+                summary.partitions_created += ensure_partitions(session.connection(), months_of(chunk["event_time"]))
+            pending.append(pool.submit(load_chunk, chunk))
+            while len(pending) > n_workers:
+                collect(pending.popleft())
+        while pending:
+            collect(pending.popleft())
     refresh_statistics(engine)
     summary.load_seconds = time.perf_counter() - started
     return summary
@@ -200,28 +264,48 @@ def import_file(
         from fraud_core.settings import get_settings
 
         token_key = get_settings().security.card_token_key.get_secret_value()
+    from fraud_core.data import read_raw
+
     summary = ImportSummary(path=str(path))
     started = time.perf_counter()
-    frame, rejections, summary.read = normalise_file(path, token_key=token_key)
-    summary.rejected = len(rejections)
-    summary.read_seconds = time.perf_counter() - started
+    raw = read_raw(path)
+    summary.read = len(raw)
+    rejections: list[Rejection] = []
+    normalising = 0.0
 
+    def chunks() -> Iterator[pd.DataFrame]:
+        nonlocal normalising
+        batches = normalised_chunks(raw, token_key=token_key, chunk_rows=chunk_rows)
+        while True:
+            at = time.perf_counter()
+            batch = next(batches, None)
+            normalising += time.perf_counter() - at
+            if batch is None:
+                return
+            rejections.extend(batch.rejected)
+            yield batch.frame
+
+    read_seconds = time.perf_counter() - started
     own_engine = engine is None
     engine = engine if engine is not None else make_engine(url)
     try:
-        load_frame(
-            frame,
+        # Normalising the next chunk overlaps with storing the previous ones.
+        load_chunks(
+            chunks(),
             engine=engine,
+            total=summary.read,
             source=source,
-            chunk_rows=chunk_rows,
             workers=workers,
             progress=progress,
             summary=summary,
         )
+        summary.rejected = len(rejections)
         if rejections:
             with session_scope(engine) as session:
                 insert_rejected(rejections, session=session, source=source)
     finally:
         if own_engine:
             engine.dispose()
+    summary.read_seconds = read_seconds + normalising
+    summary.total_seconds = time.perf_counter() - started
     return summary

@@ -110,6 +110,30 @@ def test_duplicate_trans_num_in_a_batch_keeps_the_first(kaggle_rows: pd.DataFram
     assert [(r.row, r.field) for r in batch.rejected] == [(2, "trans_num")]
 
 
+def test_normalising_in_slices_equals_normalising_at_once(kaggle_rows: pd.DataFrame) -> None:
+    """What the import does (one slice loading while the next is normalised) loses no rejection."""
+    from fraud_core.db.importer import normalised_chunks
+
+    raw = pd.concat([kaggle_rows] * 3, ignore_index=True)  # every trans_num three times
+    raw["trans_num"] = raw["trans_num"].astype(object)
+    n = len(kaggle_rows)
+    raw.loc[n:, "trans_num"] = [f"{t}-{i}" for i, t in enumerate(raw.loc[n:, "trans_num"])]
+    raw.loc[n + 1, "trans_num"] = raw.loc[1, "trans_num"]  # repeats a row of an earlier slice
+    raw["amt"] = raw["amt"].astype(object)
+    raw.loc[2, "amt"] = "not-a-number"  # an invalid first occurrence ...
+    raw.loc[2 * n + 3, "trans_num"] = raw.loc[2, "trans_num"]  # ... still wins over a later valid one
+    raw.loc[n + 5, "trans_num"] = raw.loc[n + 4, "trans_num"]  # a repeat inside one slice
+
+    whole = to_canonical(raw, token_key=KEY)
+    for chunk_rows in (1, 7, n, len(raw)):
+        parts = list(normalised_chunks(raw, token_key=KEY, chunk_rows=chunk_rows))
+        frame = pd.concat([p.frame for p in parts], ignore_index=True)
+        pd.testing.assert_frame_equal(frame, whole.frame)
+        rejected = [(r.row, r.field, r.reason, r.trans_num) for p in parts for r in p.rejected]
+        assert rejected == [(r.row, r.field, r.reason, r.trans_num) for r in whole.rejected], chunk_rows
+    assert {r.row for r in whole.rejected} == {2, n + 1, n + 5, 2 * n + 3}
+
+
 def test_missing_trans_num_generated_only_when_asked(kaggle_rows: pd.DataFrame) -> None:
     records = _records(kaggle_rows.head(1))
     del records[0]["trans_num"]
