@@ -15,13 +15,30 @@ from the baseline, as scikit-learn does, so raw scores agree to rounding (tests 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from fraud_core.ml.tree_kernels import raw_scores, raw_scores_near, reference_walk
+from fraud_core.ml.tree_kernels import raw_scores, raw_scores_one_change, reference_walk
 
 _BITS = 32
+
+
+class Reference(NamedTuple):
+    """One row walked through every tree (:meth:`FastHGB.reference`).
+
+    Attributes:
+        xp: the row, preprocessed (1 x columns).
+        leaves: its leaf in each tree.
+        first: ``first[c, t]``, the first node of tree ``t``'s path that tests preprocessed column
+            ``c`` (-1: the path never tests it).
+        raw: its raw score (log-odds).
+    """
+
+    xp: np.ndarray
+    leaves: np.ndarray
+    first: np.ndarray
+    raw: float
 
 
 class FastHGB:
@@ -55,6 +72,11 @@ class FastHGB:
             self.num_columns = np.flatnonzero(~is_cat)
             if list(preprocessor.transformers_[0][2]) != list(is_cat):
                 raise ValueError("unexpected preprocessor layout")
+
+        self.width = n_in
+        # Where each encoded column sits after preprocessing (categorical columns first).
+        self.position = np.empty(n_in, dtype=np.int64)
+        self.position[[*self.cat_columns, *self.num_columns.tolist()]] = np.arange(n_in)
 
         known, f_idx_map = model._bin_mapper.make_known_categories_bitsets()
         self.known_bitsets = np.asarray(known, dtype=np.uint32)
@@ -125,7 +147,7 @@ class FastHGB:
         )
         # Compile the walks (or load them from numba's disk cache) now, not in the first request.
         x0 = np.zeros((1, n_in))
-        self.raw_near(x0[0], np.ones((1, n_in)), self.reference(x0[0]))
+        self.raw_one_change(self.reference(x0[0]), np.arange(n_in), np.ones(n_in))
         self.raw(x0)
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
@@ -149,35 +171,31 @@ class FastHGB:
         """Raw scores (log-odds) of an encoded feature matrix (what the pipeline's encoder gives)."""
         return np.asarray(raw_scores(self.preprocess(x), self.baseline, self._trees))
 
-    def reference(self, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """Walk one row through every tree: (preprocessed row, leaves, columns each path tests, raw score)."""
+    def reference(self, x0: np.ndarray) -> Reference:
+        """Walk one encoded row through every tree (what :meth:`raw_one_change` starts from)."""
         xp0 = self.preprocess(np.asarray(x0, dtype=np.float64).reshape(1, -1))
-        leaves, uses, raw = reference_walk(xp0, self.baseline, self._trees)
-        return xp0, leaves, uses, float(raw)
+        leaves, first, raw = reference_walk(xp0, self.baseline, self._trees)
+        return Reference(xp0, leaves, first, float(raw))
 
-    def raw_near(
-        self,
-        x0: np.ndarray,
-        x: np.ndarray,
-        reference: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None,
-    ) -> np.ndarray:
-        """Raw scores of rows that differ from one reference row ``x0`` in a few columns.
+    def raw_one_change(self, reference: Reference, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Raw scores of the reference row with one encoded column changed per result.
 
-        A tree's path for a row only changes if it tests a column where the row differs from
-        ``x0``; every other tree keeps ``x0``'s leaf. Same leaves as :meth:`raw`, so same sums.
-        ``reference`` is :meth:`reference` of ``x0`` when the caller already has it.
+        Result ``k`` is the raw score of the reference row with encoded column ``columns[k]`` set to
+        ``values[k]``: what :meth:`raw` gives for that row, leaf for leaf, but each tree is walked
+        on only from the first node of its path that tests the changed column.
         """
-        xp0, leaves0, uses, _ = reference if reference is not None else self.reference(x0)
-        return np.asarray(raw_scores_near(xp0, leaves0, uses, self.preprocess(x), self.baseline, self._trees))
-
-    def predict_proba_near(
-        self,
-        x0: np.ndarray,
-        x: np.ndarray,
-        reference: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None,
-    ) -> np.ndarray:
-        """:meth:`predict_proba` of rows close to ``x0`` (see :meth:`raw_near`)."""
-        return 1.0 / (1.0 + np.exp(-self.raw_near(x0, x, reference)))
+        columns = np.asarray(columns, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        encoded = np.zeros((len(columns), self.width), dtype=np.float64)
+        encoded[np.arange(len(columns)), columns] = values
+        # The changed values as the trees see them (categories ordinal-encoded), in their new places.
+        values_pre = self.preprocess(encoded)[np.arange(len(columns)), self.position[columns]]
+        return np.asarray(
+            raw_scores_one_change(
+                reference.xp, reference.leaves, reference.first, self.position[columns], values_pre,
+                self.baseline, self._trees,
+            )
+        )  # fmt: skip
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive class (scikit-learn's ``predict_proba(x)[:, 1]``)."""
@@ -220,7 +238,7 @@ class FastScorer:
         """(probability, decision, risk level, reasons) of one feature row."""
         x = self.encode(features)
         reference = self.model.reference(x[0])
-        scores = 1.0 / (1.0 + np.exp(-np.asarray([reference[3]])))
+        scores = 1.0 / (1.0 + np.exp(-np.asarray([reference.raw])))
         p = float(scores[0])
         explained: list[dict[str, Any]] = []
         if reasons > 0:

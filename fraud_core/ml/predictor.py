@@ -180,14 +180,16 @@ class Predictor:
         n, n_features = x.shape[0], len(self.feature_columns)
         if n == 0 or top <= 0:
             return [[] for _ in range(n)]
-        perturbed = np.repeat(x, n_features, axis=0)  # row r, feature k at r * n_features + k
-        rows = (np.arange(n, dtype=np.int64)[:, None] * n_features + self._perturb_k[None, :]).ravel()
-        perturbed[rows, np.tile(self._perturb_col, n)] = np.tile(self._baseline[self._perturb_col], n)
-        if n == 1 and self._fast is not None:
-            # Each perturbed row differs from the scored one in one feature: only the trees that
-            # test that feature on the row's path are walked again.
-            perturbed_p = np.asarray(self._fast.predict_proba_near(x[0], perturbed, reference), dtype=np.float64)
+        if n == 1 and self._fast is not None and len(self._perturb_col) == n_features:
+            # One encoded column per feature: each perturbation changes one column of the row, and
+            # only the trees whose path tests it are walked again, from that test on.
+            walked = reference if reference is not None else self._fast.reference(x[0])
+            raw = self._fast.raw_one_change(walked, self._perturb_col, self._baseline[self._perturb_col])
+            perturbed_p = 1.0 / (1.0 + np.exp(-raw))
         else:
+            perturbed = np.repeat(x, n_features, axis=0)  # row r, feature k at r * n_features + k
+            rows = (np.arange(n, dtype=np.int64)[:, None] * n_features + self._perturb_k[None, :]).ravel()
+            perturbed[rows, np.tile(self._perturb_col, n)] = np.tile(self._baseline[self._perturb_col], n)
             perturbed_p = self._proba(perturbed)
         contributions = _log_odds(p)[:, None] - _log_odds(perturbed_p).reshape(n, n_features)
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :top]

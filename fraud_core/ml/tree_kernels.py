@@ -21,20 +21,21 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _walk_row(xp, r, walk, leaves, uses, record, trees):
-    """Set ``leaves[t]`` to row ``r``'s leaf in every tree ``t`` with ``walk[t]``.
+def _walk_row(xp, r, start, leaves, first, record, trees):
+    """Walk row ``r`` of ``xp`` down every tree ``t`` from node ``start[t]`` into ``leaves[t]``.
 
-    With ``record``, ``uses[t, c]`` is set for every column ``c`` tested on tree ``t``'s path.
+    Trees with ``start[t] < 0`` keep ``leaves[t]``. With ``record``, ``first[c, t]`` becomes the
+    first node of tree ``t``'s path that tests column ``c`` (it stays -1 where none does).
     """
-    roots, feature, threshold, left, right, missing_left, is_categorical, cat_row, cat_table, _ = trees
-    for t in range(roots.shape[0]):
-        if not walk[t]:
+    _, feature, threshold, left, right, missing_left, is_categorical, cat_row, cat_table, _ = trees
+    for t in range(start.shape[0]):
+        node = start[t]
+        if node < 0:
             continue
-        node = roots[t]
         while left[node] != node:
             column = feature[node]
-            if record:
-                uses[t, column] = True
+            if record and first[column, t] < 0:
+                first[column, t] = node
             value = xp[r, column]
             if value != value or (is_categorical[node] and value < 0):  # missing (or an invalid code)
                 go_left = missing_left[node]
@@ -57,51 +58,46 @@ def _total(baseline, leaves, value):
 @njit(cache=True, nogil=True)
 def raw_scores(xp, baseline, trees):
     """Raw scores (log-odds) of every row of a preprocessed matrix."""
-    n_trees = trees[0].shape[0]
-    walk = np.ones(n_trees, dtype=np.bool_)
-    leaves = np.empty(n_trees, dtype=np.int64)
-    no_uses = np.zeros((1, 1), dtype=np.bool_)
+    leaves = np.empty(trees[0].shape[0], dtype=np.int64)
+    no_first = np.zeros((1, 1), dtype=np.int64)
     out = np.empty(xp.shape[0], dtype=np.float64)
     for r in range(xp.shape[0]):
-        _walk_row(xp, r, walk, leaves, no_uses, False, trees)
+        _walk_row(xp, r, trees[0], leaves, no_first, False, trees)
         out[r] = _total(baseline, leaves, trees[9])
     return out
 
 
 @njit(cache=True, nogil=True)
 def reference_walk(xp0, baseline, trees):
-    """Row 0 of ``xp0`` through every tree: (leaf per tree, columns each tree's path tests, raw score)."""
+    """Row 0 of ``xp0`` through every tree: (leaf per tree, first node testing each column, raw score).
+
+    ``first[c, t]`` is the first node on tree ``t``'s path that tests column ``c``, -1 if none.
+    """
     n_trees = trees[0].shape[0]
-    walk = np.ones(n_trees, dtype=np.bool_)
     leaves = np.empty(n_trees, dtype=np.int64)
-    uses = np.zeros((n_trees, xp0.shape[1]), dtype=np.bool_)
-    _walk_row(xp0, 0, walk, leaves, uses, True, trees)
-    return leaves, uses, _total(baseline, leaves, trees[9])
+    first = np.full((xp0.shape[1], n_trees), -1, dtype=np.int64)
+    _walk_row(xp0, 0, trees[0], leaves, first, True, trees)
+    return leaves, first, _total(baseline, leaves, trees[9])
 
 
 @njit(cache=True, nogil=True)
-def raw_scores_near(xp0, leaves0, uses, xp, baseline, trees):
-    """Raw scores of rows that differ from the reference row ``xp0[0]`` in a few columns.
+def raw_scores_one_change(xp0, leaves0, first, columns, values, baseline, trees):
+    """Raw scores of the reference row ``xp0[0]`` with one column changed: ``columns[k]`` to ``values[k]``.
 
-    A tree is walked again only when its path for the reference row tests a column where the row
-    differs; every other tree keeps the reference leaf (``leaves0``), so the sums equal
-    :func:`raw_scores`'.
+    Above the first node that tests the changed column a path cannot change, so each tree whose
+    path tests it is walked on from that node; every other tree keeps its reference leaf. Same
+    leaves as a full walk of the changed row, so the same sums.
     """
-    n, width = xp.shape
-    n_trees = trees[0].shape[0]
-    walk = np.empty(n_trees, dtype=np.bool_)
-    leaves = np.empty(n_trees, dtype=np.int64)
-    no_uses = np.zeros((1, 1), dtype=np.bool_)
-    out = np.empty(n, dtype=np.float64)
-    for r in range(n):
-        walk[:] = False
-        for c in range(width):
-            a = xp[r, c]
-            b = xp0[0, c]
-            if a != b and not (a != a and b != b):  # changed (NaN equals NaN here)
-                for t in range(n_trees):
-                    walk[t] |= uses[t, c]
+    row = xp0.copy()
+    leaves = np.empty(leaves0.shape[0], dtype=np.int64)
+    no_first = np.zeros((1, 1), dtype=np.int64)
+    out = np.empty(columns.shape[0], dtype=np.float64)
+    for k in range(columns.shape[0]):
+        c = columns[k]
+        old = row[0, c]
+        row[0, c] = values[k]
         leaves[:] = leaves0
-        _walk_row(xp, r, walk, leaves, no_uses, False, trees)
-        out[r] = _total(baseline, leaves, trees[9])
+        _walk_row(row, 0, first[c], leaves, no_first, False, trees)
+        out[k] = _total(baseline, leaves, trees[9])
+        row[0, c] = old
     return out

@@ -190,8 +190,8 @@ def test_fast_hgb_equals_scikit_learn() -> None:
     np.testing.assert_allclose(fast.predict_proba(probe[:1]), model.predict_proba(probe[:1])[:, 1], rtol=0, atol=1e-9)
 
 
-def test_fast_hgb_near_rows_equal_full_evaluation() -> None:
-    """raw_near (re-walk only the trees whose path tests a changed column) == raw on every row."""
+def test_fast_hgb_one_column_changes_equal_full_evaluation() -> None:
+    """raw_one_change (walk on from the first test of the changed column) == raw of each changed row."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from fraud_core.ml.fast import FastHGB
@@ -199,15 +199,19 @@ def test_fast_hgb_near_rows_equal_full_evaluation() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1500, 5))
     x[:, 4] = rng.integers(0, 6, 1500)
-    y = ((x[:, 0] - x[:, 2] + (x[:, 4] == 2)) > 0.5).astype(int)
-    model = HistGradientBoostingClassifier(max_iter=25, categorical_features=[False] * 4 + [True], random_state=0)
-    fast = FastHGB(model.fit(x, y))
-    x0 = x[7]
-    near = np.repeat(x[7:8], 12, axis=0)
-    for k in range(5):
-        near[k, k] = x[99, k]
-    near[5, 1] = np.nan
-    near[6, 4] = 40.0  # an unknown category
-    np.testing.assert_allclose(fast.predict_proba_near(x0, near), model.predict_proba(near)[:, 1], rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(fast.raw_near(x0, near), fast.raw(near))
-    assert fast.reference(x0)[3] == fast.raw(x0[None, :])[0]
+    x[:, 1] = rng.integers(0, 4, 1500)
+    y = ((x[:, 0] - x[:, 2] + (x[:, 4] == 2) + (x[:, 1] == 3)) > 0.5).astype(int)
+    model = HistGradientBoostingClassifier(
+        max_iter=25, categorical_features=[False, True, False, False, True], random_state=0
+    ).fit(x, y)
+    fast = FastHGB(model)
+    for x0 in (x[7], x[8], x[100]):
+        columns = np.asarray([0, 1, 2, 3, 4, 2, 4, 1, 0, 3])
+        values = np.asarray([x[99, 0], 3.0, np.nan, x0[3], 40.0, x[5, 2], 2.0, -1.0, 1e9, -1e9])
+        changed = np.repeat(x0[None, :], len(columns), axis=0)
+        changed[np.arange(len(columns)), columns] = values  # unknown and negative categories, NaN, no change
+        reference = fast.reference(x0)
+        raw = fast.raw_one_change(reference, columns, values)
+        np.testing.assert_array_equal(raw, fast.raw(changed))
+        np.testing.assert_allclose(1 / (1 + np.exp(-raw)), model.predict_proba(changed)[:, 1], rtol=0, atol=1e-12)
+        assert reference.raw == fast.raw(x0[None, :])[0]
