@@ -157,6 +157,22 @@ class ScoringEngine:
             threading.Thread(target=reload, name="label-snapshot", daemon=True).start()
         return self._labels
 
+    def warm_up(self) -> bool:
+        """Load the model and, for the fast path, the label snapshot now.
+
+        Returns:
+            Whether the model is loaded; when it is not (no champion yet, warehouse down), the
+            reason is logged and everything loads on first use instead.
+        """
+        try:
+            model = self.holder.get()
+            if self._fast_parts(model) is not None:
+                self._label_index()
+        except Exception as exc:  # start anyway: /health reports what is missing
+            log.info("scoring not warmed up at start-up (loads on first use): %s", exc)
+            return False
+        return True
+
     def score_record(self, record: TransactionIn, *, started: float) -> PredictionOut:
         """Score one request body: the fast path when it applies, else the reference path.
 
@@ -312,9 +328,13 @@ def _reason(item: dict[str, Any]) -> Reason:
 
 
 def load_scoring(services: Services) -> ScoringEngine | None:
-    """The scoring engine over the process-wide champion holder.
+    """The scoring engine over the process-wide champion holder, warmed up.
 
-    The model itself loads lazily on the first score or health check, so the app starts (and
-    ``/health`` explains why it is not ready) even when no champion exists yet.
+    The champion and the label snapshot are loaded at start-up when they
+    can be, so that no request of a new worker pays for them. When there is no champion yet the
+    app starts all the same (``/health`` explains why it is not ready) and loads it on the first
+    score or health check.
     """
-    return ScoringEngine(services)
+    engine = ScoringEngine(services)
+    engine.warm_up()
+    return engine

@@ -90,6 +90,15 @@ def _store(engine: Engine, raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def test_the_champion_and_label_snapshot_load_at_start_up(client: TestClient[Any]) -> None:
+    """A new worker is ready before its first request: no request pays for loading the model."""
+    from fraud_core.ml.serving import get_model_holder
+
+    scoring = client.app.state["services"].scoring
+    assert get_model_holder().peek() is not None
+    assert scoring._labels is not None and scoring._fast_scorer is not None
+
+
 def test_predict_answers_every_field_and_equals_the_offline_batch_score(
     client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame, model_dir: Path
 ) -> None:
