@@ -13,9 +13,10 @@ a clear fraud scores 0.9999 with or without any single feature, and only the log
 which feature pushed it there.
 
 Small batches (a ``/predict`` call, a flow run) are scored by
-:class:`fraud_core.ml.fast.FastHGB`, the same trees flattened to numpy (equal to scikit-learn's
-scores to rounding, tested), because scikit-learn walks its 300 trees one Python call at a time:
-milliseconds for one row. Large batches and the forest use scikit-learn itself.
+:class:`fraud_core.ml.fast.FastHGB`, the same trees flattened into arrays and walked by compiled
+loops (equal to scikit-learn's scores, tested), because scikit-learn walks its 300 trees one
+Python call at a time: milliseconds for one row. Large batches and the forest use scikit-learn
+itself.
 
 Scoring runs on one thread by default: for a few rows OpenMP's start-up and barriers cost far more
 than the work, and on a machine whose cores are shared (the flow, the API and the dashboard run side
