@@ -22,6 +22,7 @@ Needs ``wrk`` (``apt-get install -y wrk``) and PostgreSQL (``TEST_POSTGRES_URL``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -52,6 +54,23 @@ def _free_port() -> int:
 
 def _admin_url() -> str:
     return os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database (its URL) for the length of the block, dropped afterwards."""
+    admin = sa.create_engine(
+        _admin_url().replace("postgresql://", "postgresql+psycopg2://", 1), isolation_level="AUTOCOMMIT"
+    )
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def prepare(database_url: str, split: str, model_dir: Path | None, workdir: Path) -> tuple[Path, Path, int]:
@@ -208,16 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    admin = sa.create_engine(
-        _admin_url().replace("postgresql://", "postgresql+psycopg2://", 1), isolation_level="AUTOCOMMIT"
-    )
-    name = f"fraud_bench_web_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    database_url = sa.make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
     process = None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with scratch_database("fraud_bench_web_") as database_url, tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             model_dir, bodies, n_history = prepare(database_url, args.split, args.model, Path(tmp))
             print(
@@ -274,9 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if process is not None:
             stop(process)
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

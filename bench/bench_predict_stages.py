@@ -23,14 +23,11 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_predict import TOKEN_KEY, _admin_url, prepare
+from bench_predict import TOKEN_KEY, prepare, scratch_database
 
 
 def measure(bodies: Path, n: int) -> dict[str, float]:
@@ -92,28 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    admin = sa.create_engine(
-        _admin_url().replace("postgresql://", "postgresql+psycopg2://", 1), isolation_level="AUTOCOMMIT"
-    )
-    name = f"fraud_bench_stages_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    database_url = sa.make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir, bodies, n_history = prepare(database_url, args.split, args.model, Path(tmp))
-            os.environ.update(
-                DATABASE_URL=database_url, MODEL_PATH=str(model_dir), CARD_TOKEN_KEY=TOKEN_KEY, API_KEYS=""
-            )
-            from fraud_core.settings import get_settings
+    with scratch_database("fraud_bench_stages_") as database_url, tempfile.TemporaryDirectory() as tmp:
+        model_dir, bodies, n_history = prepare(database_url, args.split, args.model, Path(tmp))
+        os.environ.update(DATABASE_URL=database_url, MODEL_PATH=str(model_dir), CARD_TOKEN_KEY=TOKEN_KEY, API_KEYS="")
+        from fraud_core.settings import get_settings
 
-            get_settings.cache_clear()
-            report = {"history_rows": n_history, "us_per_request": measure(bodies, args.requests)}
-            print(json.dumps(report, indent=2))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        get_settings.cache_clear()
+        report = {"history_rows": n_history, "us_per_request": measure(bodies, args.requests)}
+        print(json.dumps(report, indent=2))
     return 0
 
 
