@@ -9,7 +9,9 @@ rows instead.
 
 A snapshot is valid while nothing it was computed from changed. Triggers count, per UTC day of the
 transaction, every write to ``labels`` and every transaction key inserted or deleted, appending a
-row per statement and day (``label_epochs``, migration 0004: no writer ever waits on a counter);
+row per statement and day (``label_epochs``, migration 0004: no writer ever waits on a counter;
+a label written by the statement that inserts its transaction key is counted once, by the keys,
+migration 0005);
 the snapshot writer compacts the rows of the days before its cut-off. A snapshot records the sum
 of the counters of the days before its cut-off, read *before* the totals were computed. A later write to one of those days (an analyst
 correcting an old label, an import of history) raises the sum, and the next reader recomputes. A

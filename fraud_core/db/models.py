@@ -26,7 +26,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from fraud_core.db.types import JSONType, UTCDateTime, utcnow
+from fraud_core.db.types import IdentifierString, JSONType, UTCDateTime, utcnow
 
 
 class LabelOrigin(StrEnum):
@@ -82,8 +82,8 @@ def _now_default() -> dict[str, Any]:
 class TransactionBase(SQLModel):
     """A transaction in the canonical schema (no card number, no names, no street)."""
 
-    trans_num: str = Field(max_length=64)
-    card_id: str = Field(max_length=64)
+    trans_num: str = Field(max_length=64, sa_type=IdentifierString)
+    card_id: str = Field(max_length=64, sa_type=IdentifierString)
     card_last4: str = Field(max_length=4)
     event_time: datetime = Field(sa_type=UTCDateTime)
     amount: float
@@ -117,7 +117,7 @@ class Transaction(TransactionBase, table=True):
         {"postgresql_partition_by": "RANGE (event_time)"},
     )
 
-    trans_num: str = Field(primary_key=True, max_length=64)
+    trans_num: str = Field(primary_key=True, max_length=64, sa_type=IdentifierString)
     event_time: datetime = Field(primary_key=True, sa_type=UTCDateTime)
     source: str = Field(default="import", max_length=64)
     ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
@@ -128,7 +128,7 @@ class TransactionKey(SQLModel, table=True):
 
     __tablename__ = "transaction_keys"
 
-    trans_num: str = Field(primary_key=True, max_length=64)
+    trans_num: str = Field(primary_key=True, max_length=64, sa_type=IdentifierString)
     event_time: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -144,10 +144,10 @@ class CardCategory(SQLModel, table=True):
 
     __tablename__ = "card_categories"
 
-    card_id: str = Field(primary_key=True, max_length=64)
+    card_id: str = Field(primary_key=True, max_length=64, sa_type=IdentifierString)
     category: str = Field(primary_key=True)
     first_event_time: datetime = Field(sa_type=UTCDateTime)
-    first_trans_num: str = Field(max_length=64)
+    first_trans_num: str = Field(max_length=64, sa_type=IdentifierString)
 
 
 class TransactionPublic(SQLModel):
@@ -171,7 +171,7 @@ class TransactionPublic(SQLModel):
 class LabelBase(SQLModel):
     """Whether a transaction was fraud, said by the feed, an analyst or an imported file."""
 
-    trans_num: str = Field(max_length=64)
+    trans_num: str = Field(max_length=64, sa_type=IdentifierString)
     is_fraud: bool
     origin: str = Field(max_length=16)
     labelled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -193,7 +193,7 @@ class Label(LabelBase, table=True):
         sa.Index("ix_labels_labelled_at", "labelled_at"),
     )
 
-    trans_num: str = Field(primary_key=True, max_length=64)
+    trans_num: str = Field(primary_key=True, max_length=64, sa_type=IdentifierString)
     origin: str = Field(primary_key=True, max_length=16)
 
 
@@ -253,7 +253,7 @@ class LabelPublic(LabelBase):
 class PredictionBase(SQLModel):
     """One model's score for one transaction."""
 
-    trans_num: str = Field(max_length=64)
+    trans_num: str = Field(max_length=64, sa_type=IdentifierString)
     model_version: str = Field(max_length=128)
     role: str = Field(default=ScoringRole.CHAMPION.value, max_length=16)
     score: float

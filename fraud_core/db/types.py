@@ -20,6 +20,11 @@ from sqlalchemy.types import TypeDecorator
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
+#: ``trans_num`` and card tokens: hex identifiers compared byte by byte (the ``C`` collation on
+#: PostgreSQL, migration 0006; SQLite compares bytes anyway). Index inserts, sorts and joins on them
+#: skip the C library's linguistic comparison, and their order is Python's code-point order.
+IdentifierString = sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql")
+
 
 def as_utc(value: datetime | pd.Timestamp) -> datetime:
     """An aware UTC datetime; a naive value is taken to be UTC already."""

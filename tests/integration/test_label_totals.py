@@ -60,8 +60,29 @@ def test_two_writers_of_the_same_day_do_not_wait_for_each_other(clean_db: Engine
         until = (day + pd.Timedelta(days=1)).to_pydatetime()
         before = (day).to_pydatetime()
         assert (
-            changes_before(until, session=session) - changes_before(before, session=session) == 2 * len(same_day) + 2
-        )  # each transaction and its import label counted once, then the two analyst labels
+            changes_before(until, session=session) - changes_before(before, session=session) == len(same_day) + 2
+        )  # each transaction once (its import label came in the same statement), then the two analyst labels
+
+
+@pytest.mark.integration
+def test_labels_of_stored_transactions_are_counted_when_imported_again(clean_db: Engine, stored: pd.DataFrame) -> None:
+    """Only labels written with their own new transaction keys leave the counting to the keys."""
+    end = (stored["event_time"].max() + pd.Timedelta(days=1)).to_pydatetime()
+    again = stored.copy()
+    flipped = again.index[:5]
+    again.loc[flipped, "is_fraud"] = 1 - again.loc[flipped, "is_fraud"]
+    new_row = stored.iloc[[-1]].assign(trans_num="f" * 32, is_fraud=1)
+    with Session(clean_db) as session:
+        before = changes_before(end, session=session)
+        result = load_transactions(
+            pd.concat([again, new_row], ignore_index=True), session=session, source="import", label_origin="import"
+        )
+        assert result.inserted == ["f" * 32] and result.labels == len(flipped) + 1
+        # The 5 changed labels of stored transactions, then the new transaction (its label with it).
+        assert changes_before(end, session=session) == before + len(flipped) + 1
+        # Later label writes in the same database transaction are counted again.
+        upsert_labels(stored.iloc[[-2]][["trans_num"]].assign(is_fraud=1), session=session, origin="analyst")
+        assert changes_before(end, session=session) == before + len(flipped) + 2
 
 
 @pytest.mark.integration

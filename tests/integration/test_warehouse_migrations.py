@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -87,3 +88,47 @@ def test_migrated_schema_matches_the_models(pg_url: str) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def _collations(connection: sa.Connection) -> dict[tuple[str, str], str | None]:
+    rows = connection.execute(
+        sa.text(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND data_type = 'character varying'"
+        )
+    )
+    return {(table, column): collation for table, column, collation in rows}
+
+
+def test_identifiers_compare_bytes_as_the_models_say(pg_database_factory: Callable[..., str]) -> None:
+    """Alembic's comparison ignores collations: check the ``C`` identifiers (migration 0006) here."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    declared = {
+        (table.name, column.name)
+        for table in target_metadata().tables.values()
+        for column in table.columns
+        if getattr(column.type.dialect_impl(dialect), "collation", None) == "C"
+    }
+    assert ("transactions", "card_id") in declared and ("labels", "trans_num") in declared
+
+    url = pg_database_factory(migrate=False)
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            from fraud_core.db.partitions import ensure_partitions
+
+            ensure_partitions(connection, [date(2020, 6, 1)])
+            found = _collations(connection)
+        partition = next(t for t, _ in found if is_partition_name(t) and t != DEFAULT_PARTITION)
+        assert {
+            key for key, collation in found.items() if collation == "C" and not is_partition_name(key[0])
+        } == declared
+        assert found[(partition, "trans_num")] == found[(partition, "card_id")] == "C"  # partitions inherit it
+        downgrade(url, "0005")
+        with engine.connect() as connection:
+            assert not any(collation == "C" for collation in _collations(connection).values())
+    finally:
+        engine.dispose()

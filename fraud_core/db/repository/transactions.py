@@ -124,6 +124,22 @@ def rebuild_card_categories(*, session: Session) -> int:
     return int(getattr(result, "rowcount", 0))
 
 
+#: Transaction-local setting the label-change trigger reads (migration 0005): "the labels this
+#: statement writes belong to transaction keys it inserts, whose trigger counts their days".
+LABELS_COUNTED_WITH_KEYS = "fraud_detector.labels_counted_with_keys"
+
+# Same semantics as upsert_labels: an identical label is left alone.
+_LABELS_UPSERT = (
+    "INSERT INTO labels (trans_num, is_fraud, origin, labelled_at) "
+    "SELECT trans_num, {label}, %(origin)s, %(at)s FROM {source} "
+    "WHERE {label} IS NOT NULL ORDER BY trans_num "
+    "ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
+    "labelled_at = excluded.labelled_at, analyst = NULL, note = NULL "
+    "WHERE (labels.is_fraud, labels.analyst, labels.note) "
+    "IS DISTINCT FROM (excluded.is_fraud, NULL::varchar, NULL::varchar)"
+)
+
+
 def _insert_postgres(
     session: Session, frame: pd.DataFrame, label_origin: str | None, labelled_at: datetime
 ) -> LoadResult:
@@ -133,6 +149,7 @@ def _insert_postgres(
     columns = ", ".join(STORED_COLUMNS)
     selected = ", ".join(f"s.{c}" for c in STORED_COLUMNS)
     staged = (*STORED_COLUMNS, LABEL_COLUMN) if label_origin else STORED_COLUMNS
+    label_params = {"origin": label_origin, "at": labelled_at}
     inserted: list[str] = []
     labels = 0
     dbapi: Any = connection.connection.dbapi_connection
@@ -156,33 +173,43 @@ def _insert_postgres(
             # Sorted inserts: the key index is random by nature, sorting visits each page once;
             # the transactions' primary key leads with event_time.
             # The stored rows then move each (card, category)'s first transaction earlier where
-            # they precede it (card_categories), in the same statement.
+            # they precede it (card_categories), and their labels go in, in the same statement:
+            # the keys trigger counts their days, so the label trigger need not (migration 0005).
+            fresh_labels = ""
+            if label_origin:
+                fresh_labels = (
+                    f", labelled AS ({_LABELS_UPSERT.format(label=LABEL_COLUMN, source='fresh')} RETURNING 1)"
+                )
+                cursor.execute(f"SET LOCAL {LABELS_COUNTED_WITH_KEYS} = 'on'")
             cursor.execute(
                 f"WITH new_keys AS ("
                 f"  INSERT INTO transaction_keys (trans_num, event_time) "
                 f"  SELECT trans_num, event_time FROM {stage} ORDER BY trans_num "
                 f"  ON CONFLICT (trans_num) DO NOTHING RETURNING trans_num"
+                f"), fresh AS MATERIALIZED ("
+                f"  SELECT {selected}, s.{LABEL_COLUMN} FROM {stage} s JOIN new_keys k ON k.trans_num = s.trans_num"
                 f"), stored AS ("
                 f"  INSERT INTO transactions ({columns}) "
-                f"  SELECT {selected} FROM {stage} s JOIN new_keys k ON k.trans_num = s.trans_num "
-                f"  ORDER BY s.event_time RETURNING trans_num, card_id, category, event_time"
-                f"), firsts AS ({_FIRSTS_UPSERT}) "
-                f"SELECT trans_num FROM stored"
+                f"  SELECT {columns} FROM fresh ORDER BY event_time RETURNING trans_num, card_id, category, event_time"
+                f"), firsts AS ({_FIRSTS_UPSERT}){fresh_labels} "
+                f"SELECT trans_num, NULL FROM stored"
+                + (" UNION ALL SELECT NULL, count(*) FROM labelled" if label_origin else ""),
+                label_params,
             )
-            inserted.extend(row[0] for row in cursor.fetchall())
+            n_new = 0
+            for trans_num, count in cursor.fetchall():
+                if trans_num is None:
+                    labels += int(count)
+                else:
+                    inserted.append(trans_num)
+                    n_new += 1
             if label_origin:
-                # Same semantics as upsert_labels: an identical label is left alone.
-                cursor.execute(
-                    f"INSERT INTO labels (trans_num, is_fraud, origin, labelled_at) "
-                    f"SELECT trans_num, {LABEL_COLUMN}, %(origin)s, %(at)s FROM {stage} "
-                    f"WHERE {LABEL_COLUMN} IS NOT NULL ORDER BY trans_num "
-                    "ON CONFLICT (trans_num, origin) DO UPDATE SET is_fraud = excluded.is_fraud, "
-                    "labelled_at = excluded.labelled_at, analyst = NULL, note = NULL "
-                    "WHERE (labels.is_fraud, labels.analyst, labels.note) "
-                    "IS DISTINCT FROM (excluded.is_fraud, NULL::varchar, NULL::varchar)",
-                    {"origin": label_origin, "at": labelled_at},
-                )
-                labels += max(int(cursor.rowcount), 0)
+                cursor.execute(f"SET LOCAL {LABELS_COUNTED_WITH_KEYS} = 'off'")
+                if n_new < len(chunk):
+                    # Some keys were stored before: their labels are written (and counted by the
+                    # label trigger) here; the ones just written are identical and left alone.
+                    cursor.execute(_LABELS_UPSERT.format(label=LABEL_COLUMN, source=stage), label_params)
+                    labels += max(int(cursor.rowcount), 0)
             cursor.execute(f"TRUNCATE {stage}")
         cursor.execute(f"DROP TABLE {stage}")
     return LoadResult(inserted=inserted, labels=labels)
