@@ -28,6 +28,7 @@ from fraud_core.features.definitions import (
     FEATURE_COLUMNS,
     INPUT_COLUMNS,
     LABEL_RATE_PRIOR_COUNT,
+    MAX_AMOUNT_WINDOW,
     MAX_WINDOW_SECONDS,
     NIGHT_HOURS,
     RELATIVE_WINDOW,
@@ -143,6 +144,29 @@ def _cumulative(values: np.ndarray) -> np.ndarray:
     """
     out = np.zeros(len(values) + 1, dtype=values.dtype)
     np.cumsum(values, out=out[1:])
+    return out
+
+
+def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``max(values[lo[i]:hi[i]])`` for every ``i`` (NaN where the range is empty), without a loop per row.
+
+    A sparse table: level ``k`` holds the maximum of each run of ``2**k`` values, and a range is
+    covered by the two runs of its largest such length that start at its two ends.
+    """
+    out = np.full(len(lo), np.nan)
+    length = hi - lo
+    longest = int(length.max()) if len(length) else 0
+    if longest <= 0:
+        return out
+    # floor(log2(length)) exactly, for length >= 1 (frexp gives 2**(e-1) <= length < 2**e).
+    level = np.frexp(np.maximum(length, 1).astype(np.float64))[1].astype(np.int64) - 1
+    table = np.asarray(values, dtype=np.float64)
+    for k in range(int(level[length > 0].max()) + 1):
+        if k:
+            half = 1 << (k - 1)
+            table = np.maximum(table[:-half], table[half:])
+        rows = np.flatnonzero((level == k) & (length > 0))
+        out[rows] = np.maximum(table[lo[rows]], table[hi[rows] - (1 << k)])
     return out
 
 
@@ -273,6 +297,8 @@ def build_features(
         sorted_out[f"card_amount_std_{name}"] = std
         if name == RELATIVE_WINDOW:
             relative = (mean, std)
+        if name == MAX_AMOUNT_WINDOW:
+            sorted_out[f"card_amount_max_{name}"] = _range_max(amount[order], lo, hi)
     assert relative is not None
     mean_rel, std_rel = relative
     amount_sorted = amount[order]

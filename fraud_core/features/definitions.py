@@ -18,6 +18,11 @@ WINDOWS: Final[dict[str, int]] = {
 #: The window the "amount relative to the card's history" features compare against. Bounded, so the
 #: online path reproduces it from the same history it reads for the windows.
 RELATIVE_WINDOW: Final[str] = "30d"
+#: The window of "the card's largest amount lately": a fraud burst mixes large and small amounts,
+#: and the large ones before a small one give the small one away. Chosen on the training file's
+#: last 16 weeks (four 4-week folds, each fitted on the weeks before it): PR-AUC equal or better
+#: in all four, never on the test period.
+MAX_AMOUNT_WINDOW: Final[str] = "24h"
 #: Seconds of card history the features can look back at (the longest window).
 MAX_WINDOW_SECONDS: Final[int] = max(WINDOWS.values())
 
@@ -60,6 +65,7 @@ FEATURE_COLUMNS: Final[tuple[str, ...]] = (
     "prev_merchant_km",
     "prev_speed_kmh",
     *_WINDOW_COLUMNS,
+    f"card_amount_max_{MAX_AMOUNT_WINDOW}",
     "amount_ratio_30d",
     "amount_zscore_30d",
     "is_new_category",
@@ -95,6 +101,9 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
         for window in WINDOWS
         for stat, words in _STAT_WORDS.items()
     },
+    f"card_amount_max_{MAX_AMOUNT_WINDOW}": (
+        f"Largest amount of the card's transactions in the previous {_WINDOW_WORDS[MAX_AMOUNT_WINDOW]}"
+    ),
     "amount_ratio_30d": "Amount relative to the card's 30-day mean",
     "amount_zscore_30d": "Amount in standard deviations above the card's 30-day mean",
     "is_new_category": "First time this card buys in this category",

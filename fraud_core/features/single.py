@@ -29,7 +29,14 @@ import pandas as pd
 from fraud_core.data.tokens import card_token
 from fraud_core.data.validation import EARLIEST_EVENT, MAX_AMOUNT
 from fraud_core.features.build import _haversine_km, _label_rates, label_delay_seconds
-from fraud_core.features.definitions import FEATURE_COLUMNS, MAX_WINDOW_SECONDS, NIGHT_HOURS, RELATIVE_WINDOW, WINDOWS
+from fraud_core.features.definitions import (
+    FEATURE_COLUMNS,
+    MAX_AMOUNT_WINDOW,
+    MAX_WINDOW_SECONDS,
+    NIGHT_HOURS,
+    RELATIVE_WINDOW,
+    WINDOWS,
+)
 from fraud_core.schema import CATEGORIES, GENDERS, UNIX_TIME_OFFSET_SECONDS
 
 _US = 1_000_000
@@ -266,16 +273,10 @@ def features_one(
         out[f"card_amount_std_{name}"] = std
         if name == RELATIVE_WINDOW:
             relative = (mean, std)
+        if name == MAX_AMOUNT_WINDOW:
+            out[f"card_amount_max_{name}"] = float(amounts[inside].max()) if count > 0 else math.nan
     assert relative is not None
     mean_rel, std_rel = relative
-    # The burst features (the last day against the card's month), as the batch divides them.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["card_mean_ratio_24h_30d"] = float(np.float64(out["card_amount_mean_24h"]) / np.float64(mean_rel))
-        count_30d = np.float64(out["card_count_30d"])
-        per_day = np.float64(WINDOWS["30d"] / WINDOWS["24h"])
-        out["card_rate_ratio_24h_30d"] = (
-            float(np.float64(out["card_count_24h"]) / (count_30d / per_day)) if count_30d > 0 else math.nan
-        )
     amount = row["amount"]
     out["amount_ratio_30d"] = amount / mean_rel if mean_rel > 0 else math.nan
     out["amount_zscore_30d"] = (amount - mean_rel) / std_rel if std_rel > 0 else math.nan

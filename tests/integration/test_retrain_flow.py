@@ -91,12 +91,20 @@ def env(
 
 
 def _corrupt_training_labels(engine: Engine, frame: pd.DataFrame, before: pd.Timestamp) -> None:
-    """A bad analyst import: the labels of every transaction before ``before`` shuffled."""
+    """A bad analyst import before ``before``: every fraud called legitimate, as many legitimate ones fraud.
+
+    A model fitted on it learns to score the real frauds' patterns low, so it is weak by construction
+    on true labels in ranking and in recall alike (shuffled labels only make a random model, whose
+    recall at its own threshold can be anything on a dozen frauds).
+    """
     old = frame[frame["event_time"] < before]
-    shuffled = np.random.default_rng(7).permutation(old["is_fraud"].to_numpy())
+    truth = old["is_fraud"].to_numpy()
+    wrong = np.zeros_like(truth)
+    legit = np.flatnonzero(truth == 0)
+    wrong[np.random.default_rng(7).choice(legit, size=int(truth.sum()), replace=False)] = 1
     with session_scope(engine) as session:
         repository.upsert_labels(
-            pd.DataFrame({"trans_num": old["trans_num"], "is_fraud": shuffled}), session=session, origin="analyst"
+            pd.DataFrame({"trans_num": old["trans_num"], "is_fraud": wrong}), session=session, origin="analyst"
         )
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fraud_core.features import FEATURE_COLUMNS, FEATURE_DESCRIPTIONS, build_features, label_events_from_frame
-from fraud_core.features.definitions import LABEL_RATE_PRIOR_COUNT
+from fraud_core.features.definitions import LABEL_RATE_PRIOR_COUNT, MAX_AMOUNT_WINDOW
 
 pytestmark = pytest.mark.unit
 
@@ -100,6 +100,24 @@ def test_window_features_match_hand_computed_values(card_a: pd.DataFrame, window
         expected_mean = sum(members) / len(members) if members else math.nan
         assert row[f"card_amount_mean_{window}"] == pytest.approx(expected_mean, abs=1e-9, nan_ok=True), trans_num
         assert row[f"card_amount_std_{window}"] == pytest.approx(_std(members), abs=1e-9, nan_ok=True), trans_num
+        if window == MAX_AMOUNT_WINDOW:
+            expected_max = max(members) if members else math.nan
+            assert row[f"card_amount_max_{window}"] == pytest.approx(expected_max, nan_ok=True), trans_num
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_range_max_equals_a_loop(seed: int) -> None:
+    """The sparse-table maximum behind card_amount_max_*: every range length, empty ones included."""
+    from fraud_core.features.build import _range_max
+
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    values = rng.lognormal(3.0, 1.0, size=n).round(2)
+    lo = rng.integers(0, n + 1, size=n)
+    hi = np.minimum(lo + rng.integers(0, 130, size=n), n)
+    expected = np.array([values[a:b].max() if b > a else np.nan for a, b in zip(lo, hi, strict=True)])
+    np.testing.assert_array_equal(_range_max(values, lo, hi), expected)
+    assert np.isnan(_range_max(values, np.array([3]), np.array([3]))).all()
 
 
 def test_std_values_spelled_out(card_a: pd.DataFrame) -> None:
@@ -281,6 +299,7 @@ def test_ties_in_event_time() -> None:
         assert features.loc[tied, "is_new_category"] == 1.0
     later = features.loc["t-z"]
     assert later["card_count_1h"] == 3 and later["card_amount_sum_1h"] == pytest.approx(70.0)
+    assert later["card_amount_max_24h"] == 40.0
     # The previous transaction is t-c (largest trans_num of the tied three): 4 degrees west.
     assert later["prev_merchant_km"] == pytest.approx(4 * KM_PER_DEGREE, rel=1e-9)
     assert later["secs_since_prev"] == 600.0
