@@ -56,7 +56,7 @@ def _drop_database(admin: Engine, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_database_factory() -> Iterator[Callable[..., str]]:
-    """Create fresh PostgreSQL databases on demand (``factory(migrate=True) -> url``)."""
+    """Create fresh PostgreSQL databases on demand (``factory(migrate=True, options="") -> url``)."""
     admin = _admin_engine()
     created: list[str] = []
     try:
@@ -71,10 +71,10 @@ def pg_database_factory() -> Iterator[Callable[..., str]]:
             pytrace=False,
         )
 
-    def factory(*, migrate: bool = True) -> str:
+    def factory(*, migrate: bool = True, options: str = "") -> str:
         name = f"fraud_test_{uuid.uuid4().hex[:12]}"
         with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            connection.execute(sa.text(f'CREATE DATABASE "{name}" {options}'.rstrip()))
         created.append(name)
         url = _admin_url().set(database=name).render_as_string(hide_password=False)
         if migrate:

@@ -8,7 +8,7 @@ features give. They take a :class:`fraud_core.features.HistoryWindow` (from
 ``session``; they never commit.
 
 Ordering ties by ``trans_num`` must agree with Python's (code-point) string order: on PostgreSQL the
-comparison uses the ``C`` collation, whatever the database's default; SQLite compares bytes anyway.
+column's collation is ``C`` (migration 0006), whatever the database's default; SQLite compares bytes.
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ _ARROW_COLUMNS: dict[str, pa.DataType] = {**{c: pa.string() for c in CANONICAL_C
 
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
-
-
-def _ordered_text(column: Any, dialect: str) -> Any:
-    return column.collate("C") if dialect == "postgresql" else column
 
 
 def _window_of(
@@ -106,7 +102,7 @@ def card_history_statement(card_ids: Sequence[str], start: datetime, end: dateti
         last = (
             sa.select(*[earlier.c[c] for c in CANONICAL_COLUMNS])
             .where(earlier.c.card_id == card.c.card_id, earlier.c.event_time < start)
-            .order_by(earlier.c.event_time.desc(), _ordered_text(earlier.c.trans_num, dialect).desc())
+            .order_by(earlier.c.event_time.desc(), earlier.c.trans_num.desc())
             .limit(1)
             .lateral("last_before")
         )

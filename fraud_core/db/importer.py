@@ -76,21 +76,6 @@ class ImportSummary:
         )
 
 
-def normalise_file(path: str | Path, *, token_key: str) -> tuple[pd.DataFrame, list[Rejection], int]:
-    """Read and normalise a file: ``(canonical frame with is_fraud, rejections, rows read)``.
-
-    Raises:
-        fraud_core.data.DataFormatError: bad path, unreadable file, missing columns.
-    """
-    from fraud_core.data import read_raw, to_canonical
-
-    raw = read_raw(path)
-    n_read = len(raw)
-    batch = to_canonical(raw, token_key=token_key)
-    del raw
-    return batch.frame, list(batch.rejected), n_read
-
-
 def normalised_chunks(
     raw: pd.DataFrame, *, token_key: str, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[NormalisedBatch]:
@@ -114,40 +99,6 @@ def _default_workers(engine: Engine) -> int:
     return 2 if engine.dialect.name == "postgresql" else 1
 
 
-def load_frame(
-    frame: pd.DataFrame,
-    *,
-    engine: Engine,
-    source: str = LabelOrigin.IMPORT.value,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    workers: int | None = None,
-    progress: ProgressCallback | None = None,
-    summary: ImportSummary | None = None,
-) -> ImportSummary:
-    """Load a canonical frame (with ``is_fraud`` when known) in chunks, one transaction each.
-
-    Args:
-        frame: canonical rows; an ``is_fraud`` column becomes labels with origin ``import``.
-        engine: the warehouse.
-        source: stored in ``transactions.source``.
-        chunk_rows: rows per transaction.
-        workers: chunks loaded at once, each on its own connection (default: 2 on PostgreSQL,
-            1 on SQLite). Safe because each chunk is idempotent on its own and keys are inserted
-            in sorted order (no deadlock between loaders).
-        progress: called with ``(rows done, rows total)`` after each chunk.
-        summary: a summary to fill (a new one otherwise).
-
-    Returns:
-        The summary with ``inserted``, ``duplicates``, ``labels``, ``load_seconds`` filled.
-    """
-    summary = summary if summary is not None else ImportSummary(path="<frame>", read=len(frame))
-    step = max(chunk_rows, 1)
-    chunks = (frame.iloc[start : start + step] for start in range(0, len(frame), step))
-    return load_chunks(
-        chunks, engine=engine, total=len(frame), source=source, workers=workers, progress=progress, summary=summary
-    )
-
-
 def load_chunks(
     chunks: Iterable[pd.DataFrame],
     *,
@@ -158,12 +109,15 @@ def load_chunks(
     progress: ProgressCallback | None = None,
     summary: ImportSummary,
 ) -> ImportSummary:
-    """Load canonical chunks as they come, each in its own transaction (see :func:`load_frame`).
+    """Load canonical chunks as they come, each in its own transaction.
 
-    The next chunk is taken (and so prepared, when ``chunks`` is lazy) while earlier ones are
-    being stored; at most ``workers`` chunks are in flight, which bounds memory. The first error
-    stops the load; the chunks already committed stay (an import is idempotent, so running it
-    again completes it).
+    Each chunk's transactions are stored idempotently on ``trans_num``, with their ``is_fraud``
+    (when the chunk has the column) as labels of origin ``import``. The next chunk is taken (and
+    so prepared, when ``chunks`` is lazy) while earlier ones are being stored; at most ``workers``
+    chunks are in flight, each on its own connection, which bounds memory. Safe because each
+    chunk is idempotent on its own and keys are inserted in sorted order (no deadlock between
+    loaders). The first error stops the load; the chunks already committed stay (an import is
+    idempotent, so running it again completes it).
 
     Args:
         chunks: canonical frames, in order.

@@ -33,8 +33,8 @@ PREPARE fd_card_history (text, timestamptz, timestamptz, text) AS
          UNION ALL
          (SELECT event_time, trans_num, amount, merch_lat, merch_long
             FROM transactions WHERE card_id = $1 AND event_time < $2
-           ORDER BY event_time DESC, trans_num COLLATE "C" DESC LIMIT 1)) AS history
-  ORDER BY event_time, trans_num COLLATE "C")
+           ORDER BY event_time DESC, trans_num DESC LIMIT 1)) AS history
+  ORDER BY event_time, trans_num)
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL
  WHERE EXISTS (SELECT 1 FROM card_categories WHERE card_id = $1 AND category = $4 AND first_event_time < $3)

@@ -41,6 +41,18 @@ class Reference(NamedTuple):
     raw: float
 
 
+class OneColumnChanges(NamedTuple):
+    """Changes of one column each, ready for the compiled walk (:meth:`FastHGB.one_column_changes`).
+
+    Attributes:
+        positions: the changed column of each change, after preprocessing.
+        values: its new value, as the trees see it (categories ordinal-encoded).
+    """
+
+    positions: np.ndarray
+    values: np.ndarray
+
+
 class FastHGB:
     """The trees of a fitted binary ``HistGradientBoostingClassifier`` as flat arrays.
 
@@ -79,8 +91,7 @@ class FastHGB:
         self.position[[*self.cat_columns, *self.num_columns.tolist()]] = np.arange(n_in)
 
         known, f_idx_map = model._bin_mapper.make_known_categories_bitsets()
-        self.known_bitsets = np.asarray(known, dtype=np.uint32)
-        self.f_idx_map = np.asarray(f_idx_map, dtype=np.int64)
+        known_bitsets = np.asarray(known, dtype=np.uint32)
 
         features, thresholds, lefts, rights, leaf, miss_left, is_cat_node, bitset_rows, values = ([] for _ in range(9))
         bitsets: list[np.ndarray] = []
@@ -103,51 +114,43 @@ class FastHGB:
             bitsets.append(raw_bitsets)
             bitset_offset += len(raw_bitsets)
             offset += len(nodes)
-        self.roots = np.asarray(roots, dtype=np.int64)
-        self.feature = np.concatenate(features)
-        self.threshold = np.concatenate(thresholds)
         # A leaf points at itself, so extra steps past a short branch's leaf change nothing.
         is_leaf = np.concatenate(leaf)
         ids = np.arange(offset, dtype=np.int64)
-        self.left = np.where(is_leaf, ids, np.concatenate(lefts))
-        self.right = np.where(is_leaf, ids, np.concatenate(rights))
-        self.feature = np.where(is_leaf, 0, self.feature)
-        self.is_leaf = is_leaf
-        self.missing_left = np.concatenate(miss_left)
-        self.is_categorical = np.concatenate(is_cat_node) & ~is_leaf
-        self.bitset_row = np.concatenate(bitset_rows)
-        self.bitsets = np.concatenate(bitsets) if bitsets and bitset_offset else np.zeros((1, 8), dtype=np.uint32)
-        self.value = np.concatenate(values)
+        feature = np.where(is_leaf, 0, np.concatenate(features))
+        missing_left = np.concatenate(miss_left)
+        is_categorical = np.concatenate(is_cat_node) & ~is_leaf
+        bitset_row = np.concatenate(bitset_rows)
+        all_bitsets = np.concatenate(bitsets) if bitsets and bitset_offset else np.zeros((1, 8), dtype=np.uint32)
         # Categorical splits as a lookup table: go_left[split, code] for codes 0..255, with
         # scikit-learn's rule (left if in the split's bitset, right if a known category, else the
         # missing-value direction), so a step is one gather instead of two bitset tests.
-        cat_nodes = np.flatnonzero(self.is_categorical)
-        self.cat_row = np.zeros(offset, dtype=np.int64)
-        self.cat_row[cat_nodes] = np.arange(len(cat_nodes))
+        cat_nodes = np.flatnonzero(is_categorical)
+        cat_row = np.zeros(offset, dtype=np.int64)
+        cat_row[cat_nodes] = np.arange(len(cat_nodes))
         codes = np.arange(256, dtype=np.int64)
         word, bit = codes // _BITS, (codes % _BITS).astype(np.uint32)
-        table = np.zeros((max(len(cat_nodes), 1), 256), dtype=bool)
+        cat_table = np.zeros((max(len(cat_nodes), 1), 256), dtype=bool)
         for i, j in enumerate(cat_nodes):
-            in_left = ((self.bitsets[self.bitset_row[j], word] >> bit) & 1).astype(bool)
-            known = ((self.known_bitsets[self.f_idx_map[self.feature[j]], word] >> bit) & 1).astype(bool)
-            table[i] = np.where(in_left | known, in_left, self.missing_left[j])
-        self.cat_table = table
-        # What the compiled walks take, in their argument order (contiguous, fixed dtypes).
+            in_left = ((all_bitsets[bitset_row[j], word] >> bit) & 1).astype(bool)
+            known_here = ((known_bitsets[f_idx_map[feature[j]], word] >> bit) & 1).astype(bool)
+            cat_table[i] = np.where(in_left | known_here, in_left, missing_left[j])
+        # The trees, once, as the compiled walks take them (see fraud_core.ml.tree_kernels).
         self._trees = (
-            np.ascontiguousarray(self.roots, dtype=np.int64),
-            np.ascontiguousarray(self.feature, dtype=np.int64),
-            np.ascontiguousarray(self.threshold, dtype=np.float64),
-            np.ascontiguousarray(self.left, dtype=np.int64),
-            np.ascontiguousarray(self.right, dtype=np.int64),
-            np.ascontiguousarray(self.missing_left, dtype=np.bool_),
-            np.ascontiguousarray(self.is_categorical, dtype=np.bool_),
-            np.ascontiguousarray(self.cat_row, dtype=np.int64),
-            np.ascontiguousarray(self.cat_table, dtype=np.bool_),
-            np.ascontiguousarray(self.value, dtype=np.float64),
+            np.asarray(roots, dtype=np.int64),
+            feature,
+            np.concatenate(thresholds),
+            np.where(is_leaf, ids, np.concatenate(lefts)),
+            np.where(is_leaf, ids, np.concatenate(rights)),
+            missing_left,
+            is_categorical,
+            cat_row,
+            cat_table,
+            np.concatenate(values),
         )
         # Compile the walks (or load them from numba's disk cache) now, not in the first request.
         x0 = np.zeros((1, n_in))
-        self.raw_one_change(self.reference(x0[0]), np.arange(n_in), np.ones(n_in))
+        self.raw_one_change(self.reference(x0[0]), self.one_column_changes(np.arange(n_in), np.ones(n_in)))
         self.raw(x0)
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
@@ -177,22 +180,23 @@ class FastHGB:
         leaves, first, raw = reference_walk(xp0, self.baseline, self._trees)
         return Reference(xp0, leaves, first, float(raw))
 
-    def raw_one_change(self, reference: Reference, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Raw scores of the reference row with one encoded column changed per result.
-
-        Result ``k`` is the raw score of the reference row with encoded column ``columns[k]`` set to
-        ``values[k]``: what :meth:`raw` gives for that row, leaf for leaf, but each tree is walked
-        on only from the first node of its path that tests the changed column.
-        """
+    def one_column_changes(self, columns: np.ndarray, values: np.ndarray) -> OneColumnChanges:
+        """Change ``k`` sets encoded column ``columns[k]`` to ``values[k]`` (prepared once, used per row)."""
         columns = np.asarray(columns, dtype=np.int64)
-        values = np.asarray(values, dtype=np.float64)
         encoded = np.zeros((len(columns), self.width), dtype=np.float64)
-        encoded[np.arange(len(columns)), columns] = values
-        # The changed values as the trees see them (categories ordinal-encoded), in their new places.
-        values_pre = self.preprocess(encoded)[np.arange(len(columns)), self.position[columns]]
+        encoded[np.arange(len(columns)), columns] = np.asarray(values, dtype=np.float64)
+        positions = self.position[columns]
+        return OneColumnChanges(positions, self.preprocess(encoded)[np.arange(len(columns)), positions])
+
+    def raw_one_change(self, reference: Reference, changes: OneColumnChanges) -> np.ndarray:
+        """Raw scores of the reference row with one column changed per result (see :meth:`one_column_changes`).
+
+        Result ``k`` is what :meth:`raw` gives for the row with change ``k``, leaf for leaf, but each
+        tree is walked on only from the first node of its path that tests the changed column.
+        """
         return np.asarray(
             raw_scores_one_change(
-                reference.xp, reference.leaves, reference.first, self.position[columns], values_pre,
+                reference.xp, reference.leaves, reference.first, changes.positions, changes.values,
                 self.baseline, self._trees,
             )
         )  # fmt: skip

@@ -89,6 +89,12 @@ class Predictor:
         # Where perturbation k writes the typical value: (k, encoded column) for every feature.
         self._perturb_k = np.concatenate([np.full(len(g), k, dtype=np.int64) for k, g in enumerate(self._groups)])
         self._perturb_col = np.concatenate(self._groups)
+        # One row's perturbations on the fast path: one encoded column each (no one-hot groups).
+        self._one_changes = (
+            self._fast.one_column_changes(self._perturb_col, self._baseline[self._perturb_col])
+            if self._fast is not None and len(self._perturb_col) == len(self.feature_columns)
+            else None
+        )
 
     @classmethod
     def load(cls, directory: str | Path, *, version: str | None = None, threads: int | None = 1) -> Predictor:
@@ -181,11 +187,11 @@ class Predictor:
         n, n_features = x.shape[0], len(self.feature_columns)
         if n == 0 or top <= 0:
             return [[] for _ in range(n)]
-        if n == 1 and self._fast is not None and len(self._perturb_col) == n_features:
+        if n == 1 and self._fast is not None and self._one_changes is not None:
             # One encoded column per feature: each perturbation changes one column of the row, and
             # only the trees whose path tests it are walked again, from that test on.
             walked = reference if reference is not None else self._fast.reference(x[0])
-            raw = self._fast.raw_one_change(walked, self._perturb_col, self._baseline[self._perturb_col])
+            raw = self._fast.raw_one_change(walked, self._one_changes)
             perturbed_p = 1.0 / (1.0 + np.exp(-raw))
         else:
             perturbed = np.repeat(x, n_features, axis=0)  # row r, feature k at r * n_features + k

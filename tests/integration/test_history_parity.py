@@ -9,7 +9,7 @@ features (1e-9). The same check runs on SQLite with a few cards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -180,16 +180,48 @@ def test_sqlite_history_and_features_match_the_batch(sqlite_session: Session, sa
 
 
 @pytest.mark.integration
-def test_postgres_orders_trans_num_by_code_point_whatever_the_database_collation() -> None:
-    from datetime import UTC, datetime
+def test_postgres_orders_trans_num_by_code_point_whatever_the_database_collation(
+    pg_database_factory: Callable[..., str], sample_frame: pd.DataFrame
+) -> None:
+    """Ties in event time are broken by code point (Python's order) under a linguistic default too.
 
-    from sqlalchemy.dialects import postgresql
+    The database's default collation is ICU English, where ``'a1' < 'B1'``; by code point
+    ``'B1' < 'a1'``. Two transactions of one card in the same second: the card's first in the
+    category is ``B1`` (``card_categories``) and its last before a window ``a1`` (the one-row reader).
+    """
+    import sqlalchemy as sa
 
-    from fraud_core.db.history import card_history_statement
+    from fraud_core.db import make_engine
+    from fraud_core.db.repository.transactions import load_transactions
+    from fraud_core.db.single_history import CardHistoryReader
 
-    when = datetime(2020, 1, 1, tzinfo=UTC)
-    sql = str(card_history_statement(["c"], when, when, dialect="postgresql").compile(dialect=postgresql.dialect()))
-    assert sql.count('trans_num COLLATE "C"') == 1  # the last transaction before the window
+    url = pg_database_factory(options="TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT 'a1' < 'B1'")).scalar_one()  # linguistic: can fail
+        when = pd.Timestamp("2020-03-01 10:00:00")
+        tied = sample_frame.iloc[[0, 0]].assign(trans_num=["a1", "B1"], card_id="tie-card", event_time=when)
+        with Session(engine) as session:
+            load_transactions(tied, session=session, source="import")
+            session.commit()
+            history = fetch_card_history(
+                session=session,
+                card_ids=["tie-card"],
+                start=when + pd.Timedelta(days=1),
+                end=when + pd.Timedelta(days=2),
+            )
+            first = session.execute(sa.text("SELECT first_trans_num FROM card_categories")).scalar_one()
+        assert first == "B1"
+        assert history["trans_num"].tolist() == ["B1", "a1"]  # the first in the category, the last before
+        reader = CardHistoryReader(engine)
+        try:
+            later = {"card_id": "tie-card", "event_time": (when + pd.Timedelta(days=40)).to_pydatetime()}
+            assert reader.read({**later, "category": "none"}).trans_num == ["a1"]  # type: ignore[typeddict-item]
+        finally:
+            reader.close()
+    finally:
+        engine.dispose()
 
 
 def _label_totals_of(events: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:

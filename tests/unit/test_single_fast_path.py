@@ -211,7 +211,7 @@ def test_fast_hgb_one_column_changes_equal_full_evaluation() -> None:
         changed = np.repeat(x0[None, :], len(columns), axis=0)
         changed[np.arange(len(columns)), columns] = values  # unknown and negative categories, NaN, no change
         reference = fast.reference(x0)
-        raw = fast.raw_one_change(reference, columns, values)
+        raw = fast.raw_one_change(reference, fast.one_column_changes(columns, values))
         np.testing.assert_array_equal(raw, fast.raw(changed))
         np.testing.assert_allclose(1 / (1 + np.exp(-raw)), model.predict_proba(changed)[:, 1], rtol=0, atol=1e-12)
         assert reference.raw == fast.raw(x0[None, :])[0]

@@ -90,16 +90,15 @@ def _to_csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.BytesIO:
 
 
 # Keeps card_categories (see CardCategory) from the rows a statement stored: DISTINCT ON takes each
-# pair's earliest in (event_time, trans_num) order, and the sorted rows lock in one order, so
-# concurrent loads cannot deadlock here.
+# pair's earliest in (event_time, trans_num) order (code-point order: the ids' collation is C,
+# migration 0006), and the sorted rows lock in one order, so concurrent loads cannot deadlock here.
 _FIRSTS_UPSERT = (
     "INSERT INTO card_categories AS cc (card_id, category, first_event_time, first_trans_num) "
     "SELECT DISTINCT ON (card_id, category) card_id, category, event_time, trans_num FROM stored "
-    'ORDER BY card_id, category, event_time, trans_num COLLATE "C" '
+    "ORDER BY card_id, category, event_time, trans_num "
     "ON CONFLICT (card_id, category) DO UPDATE "
     "SET first_event_time = excluded.first_event_time, first_trans_num = excluded.first_trans_num "
-    'WHERE (excluded.first_event_time, excluded.first_trans_num COLLATE "C") '
-    '< (cc.first_event_time, cc.first_trans_num COLLATE "C")'
+    "WHERE (excluded.first_event_time, excluded.first_trans_num) < (cc.first_event_time, cc.first_trans_num)"
 )
 
 
@@ -109,14 +108,13 @@ def rebuild_card_categories(*, session: Session) -> int:
     Returns:
         The number of (card, category) pairs.
     """
-    collate = ' COLLATE "C"' if dialect_name(session) == "postgresql" else ""
     session.execute(text("DELETE FROM card_categories"))
     result = session.execute(
         text(
             "INSERT INTO card_categories (card_id, category, first_event_time, first_trans_num) "
             "SELECT card_id, category, event_time, trans_num FROM ("
             "  SELECT card_id, category, event_time, trans_num, row_number() OVER ("
-            f"    PARTITION BY card_id, category ORDER BY event_time, trans_num{collate}) AS rn"
+            "    PARTITION BY card_id, category ORDER BY event_time, trans_num) AS rn"
             "  FROM transactions) AS ranked "
             "WHERE rn = 1"
         )
