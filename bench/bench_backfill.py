@@ -4,7 +4,7 @@ The warehouse is a PostgreSQL database holding the train file (the history) and 
 (~0.55 M transactions to score). The model is the product's training on the bundled sample's
 history (``fraud-detector train``; its quality does not matter here, its size does). The flow runs
 with a local Dask cluster (``--workers`` processes) against a temporary Prefect server. Then the
-live path (:func:`fraud_core.pipeline.score.online_features` and ``predict``) scores a few random
+live path (:func:`fraud_core.pipeline.batch_scoring.features_from_warehouse` and ``predict``) scores a few random
 batches of test transactions, and their scores must equal the stored backfilled ones exactly.
 
     uv run python bench/bench_backfill.py                                   # DATA_DIR=/work/shared/data
@@ -64,7 +64,7 @@ def _model(directory: Path) -> Path:
     """The product's training on the bundled sample's history (cached in ``directory``)."""
     if (directory / "metadata.json").exists():
         return directory
-    from fraud_core.system.demo import split_sample
+    from fraud_core.data.demo import split_sample
 
     files = split_sample(
         REPO / "data" / "sample" / "fraud_sample.parquet", directory.parent / "demo", now=pd.Timestamp(TEST_START)
@@ -92,13 +92,13 @@ def _model(directory: Path) -> Path:
 def _parity(url: str, *, batches: int, batch_size: int, seed: int) -> tuple[int, int, float]:
     """Live-path scores of random test batches against the stored backfilled ones: (equal, compared, max diff)."""
     from fraud_core.data import read_raw, to_canonical
-    from fraud_core.ml.serving import get_model_holder
-    from fraud_core.pipeline import score as scoring
+    from fraud_core.ml.champion import get_champion_holder
+    from fraud_core.pipeline import batch_scoring
 
     raw = read_raw(os.path.join(os.environ["DATA_DIR"], "fraud_test.parquet"))
     raw = raw.sort_values(["trans_date_trans_time", "trans_num"]).reset_index(drop=True)
-    model = get_model_holder().get()
-    delay = scoring.label_delay_days(model, 7.0)
+    model = get_champion_holder().get()
+    delay = batch_scoring.label_delay_days(model, 7.0)
     rng = random.Random(seed)
     engine = make_engine(url)
     equal = compared = 0
@@ -108,8 +108,8 @@ def _parity(url: str, *, batches: int, batch_size: int, seed: int) -> tuple[int,
             start = rng.randrange(0, len(raw) - batch_size)
             batch = to_canonical(raw.iloc[start : start + batch_size], token_key=KEY).frame
             with session_scope(engine) as session:
-                features = scoring.online_features(batch, session=session, label_delay_days=delay)
-                live = scoring.predict(features, batch, model=model, received_at=datetime.now(UTC))
+                features = batch_scoring.features_from_warehouse(batch, session=session, label_delay_days=delay)
+                live = batch_scoring.predict(features, batch, model=model, received_at=datetime.now(UTC))
                 stored = pd.read_sql(
                     sa.text(
                         "SELECT trans_num, score FROM predictions WHERE model_version = :v AND trans_num = ANY(:t)"
@@ -168,9 +168,9 @@ def main() -> None:
         else:
             print(f"database {args.database} holds {stored:,} transactions: import skipped")
 
-        from fraud_core.ml.serving import get_model_holder
+        from fraud_core.ml.champion import get_champion_holder
 
-        version = get_model_holder().get().version
+        version = get_champion_holder().get().version
         with engine.begin() as connection:  # time a full backfill, not the skip of what a last run stored
             connection.execute(sa.text("DELETE FROM predictions WHERE model_version = :v"), {"v": version})
             to_score = connection.execute(

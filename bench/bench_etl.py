@@ -174,11 +174,11 @@ def main() -> None:
         from prefect.testing.utilities import prefect_test_harness
 
         from flows.etl_and_predict import etl_and_predict
-        from fraud_core.ml.serving import reset_model_holder
+        from fraud_core.ml.champion import reset_champion_holder
         from fraud_core.settings import reset_settings
 
         reset_settings()  # training read the settings before DATABASE_URL was set
-        reset_model_holder()
+        reset_champion_holder()
 
         with prefect_test_harness(server_startup_timeout=120):
             for size in sizes:

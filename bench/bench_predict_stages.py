@@ -3,7 +3,7 @@
 The saturation figures of :mod:`bench_predict` depend on how the two cores are shared (server
 processes, PostgreSQL backends, the load generator, other tenants of the machine); these do not:
 the same requests are scored one after another in this process, without HTTP, and each stage of
-:meth:`webapp.scoring.ScoringEngine.score_record` is timed on its own.
+:meth:`fraud_core.pipeline.online_scoring.OnlineScorer.score_record` is timed on its own.
 
 Stages: ``canonical`` (validate and tokenise the body), ``history`` (the card-history query: one
 round trip, PostgreSQL's time included), ``features``, ``score`` (one walk of the trees),
@@ -34,15 +34,16 @@ def measure(bodies: Path, n: int) -> dict[str, float]:
     """Microseconds per request of each stage, over the first ``n`` bodies (after 50 warm-up calls)."""
     import msgspec
 
-    from fraud_core.features.single import canonical_one, features_one
+    from fraud_core.online.canonical import canonical_one
+    from fraud_core.online.features import features_one
+    from fraud_core.pipeline.online_scoring import OnlineScorer
     from fraud_core.settings import get_settings
     from webapp.schemas import TransactionIn
-    from webapp.scoring import ScoringEngine
     from webapp.services import Services
 
     services = Services(get_settings())
     services.open()
-    engine = ScoringEngine(services)
+    engine = OnlineScorer(services)
     engine.warm_up()
     lines = bodies.read_text().splitlines()[:n]
     records = [msgspec.json.decode(line.encode(), type=TransactionIn) for line in lines]

@@ -112,7 +112,7 @@ def _latency(model_dir: Path, test_path: Path, train_path: Path, rows: int) -> N
 
     from fraud_core.data import load_canonical
     from fraud_core.features import (
-        build_online_features,
+        build_features_with_history,
         history_window,
         select_card_history,
         select_label_events,
@@ -134,7 +134,9 @@ def _latency(model_dir: Path, test_path: Path, train_path: Path, rows: int) -> N
     feature_ms, score_ms, reasons_ms = [], [], []
     for new, history, labels in cases:
         t0 = time.perf_counter()
-        features = build_online_features(new, history, labels, label_delay_days=predictor.metadata["label_delay_days"])
+        features = build_features_with_history(
+            new, history, labels, label_delay_days=predictor.metadata["label_delay_days"]
+        )
         t1 = time.perf_counter()
         predictor.score_features(features, reasons=0)
         t2 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 The range is cut into chunks of ``settings.flows.backfill_chunk_days``; each chunk is one Dask task
 that runs the live path's feature and scoring code on the stored transactions of its range (see
-:mod:`fraud_core.system.backfill`), so its scores equal the live ones. By default a local Dask
+:mod:`fraud_core.pipeline.backfill`), so its scores equal the live ones. By default a local Dask
 cluster (one single-threaded process per core) is started for the run and torn down after it;
 ``PREFECT_FLOWS_DASK_SCHEDULER_ADDRESS=tcp://host:8786`` sends the chunks to a running cluster
 instead, whose workers need this package and the same settings (``DATABASE_URL`` ...).
@@ -23,11 +23,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect_dask import DaskTaskRunner
 
-from fraud_core.db import shared_engine
-from fraud_core.ml.serving import get_model_holder
+from fraud_core.pipeline import backfill as steps
+from fraud_core.pipeline.backfill import ChunkResult, ModelBundle, plan_chunks
 from fraud_core.settings import PrefectSettings, get_settings
-from fraud_core.system.backfill import ChunkResult, ModelBundle, plan_chunks, score_range
 
 FLOW_NAME = "backfill"
 
@@ -35,13 +35,11 @@ FLOW_NAME = "backfill"
 @task(name="score-chunk", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
 def score_chunk(start: datetime, end: datetime, model: ModelBundle, only_unscored: bool = True) -> ChunkResult:
     """Score one chunk (runs on a Dask worker) and commit its scores."""
-    engine = shared_engine(get_settings().database.url, pool_size=2)  # one pool per Dask worker
-    return score_range(start, end, engine=engine, model=model.load(), only_unscored=only_unscored)
+    return steps.score_chunk(start, end, model, only_unscored=only_unscored)
 
 
 def dask_task_runner(settings: PrefectSettings, workers: int | None = None) -> Any:
     """The Dask task runner: the configured scheduler, else a local cluster of ``workers`` processes."""
-    from prefect_dask import DaskTaskRunner
 
     if settings.dask_scheduler_address:
         return DaskTaskRunner(address=settings.dask_scheduler_address)
@@ -66,8 +64,9 @@ class ModelHandle:
 
 
 def _importable_chunk_task() -> Any:
-    # A deployment loads this file as a module named "backfill", which Dask workers cannot import;
-    # the same task taken from the package module is pickled by a name they can import.
+    # Not at the top: this is the module importing itself under its package name. A deployment
+    # loads this file as a module named "backfill", which Dask workers cannot import; the same task
+    # taken from the package module is pickled by a name they can import.
     from flows import backfill as package_module
 
     return package_module.score_chunk
@@ -128,18 +127,18 @@ def backfill(
     logger = get_run_logger()
     settings = get_settings()
     chunks = plan_chunks(start, end, chunk_days or settings.flows.backfill_chunk_days)
-    model = get_model_holder().get()
+    bundle = steps.champion_bundle()
     runner = dask_task_runner(settings.flows, workers)
     where = (
         settings.flows.dask_scheduler_address
         or f"a local Dask cluster ({runner.cluster_kwargs['n_workers']} processes)"
     )
-    logger.info("backfill %s .. %s: %d chunks with model %s on %s", start, end, len(chunks), model.version, where)
+    logger.info("backfill %s .. %s: %d chunks with model %s on %s", start, end, len(chunks), bundle.ref.version, where)
     began = time.perf_counter()
-    results = score_chunks.with_options(task_runner=runner)(chunks, ModelHandle(ModelBundle.of(model)), only_unscored)
+    results = score_chunks.with_options(task_runner=runner)(chunks, ModelHandle(bundle), only_unscored)
     seconds = time.perf_counter() - began
     create_markdown_artifact(
-        key="backfill-summary", markdown=_report(results, model=model.version, seconds=seconds, where=where)
+        key="backfill-summary", markdown=_report(results, model=bundle.ref.version, seconds=seconds, where=where)
     )
     summary = {
         "chunks": len(results),
@@ -147,7 +146,7 @@ def backfill(
         "scored": sum(r.scored for r in results),
         "stored": sum(r.inserted for r in results),
         "seconds": round(seconds, 3),
-        "model_version": model.version,
+        "model_version": bundle.ref.version,
     }
     logger.info("backfill done: %s", summary)
     return summary

@@ -90,8 +90,8 @@ def promote(
     reason: Annotated[str, typer.Option("--reason", help="why, for the audit trail")] = "manual promotion",
 ) -> None:
     """Make a version champion by hand (e.g. a rollback); recorded in the promotion audit."""
-    from fraud_core.db import make_engine, quality_repo, session_scope
-    from fraud_core.db.audit import PromotionAuditCreate
+    from fraud_core.db import make_engine, repository, session_scope
+    from fraud_core.db.models import PromotionAuditCreate
     from fraud_core.ml import registry
     from fraud_core.settings import get_settings
 
@@ -103,7 +103,7 @@ def promote(
     engine = make_engine(settings.database.url)
     try:
         with session_scope(engine) as session:
-            quality_repo.insert_promotion_audit(
+            repository.insert_promotion_audit(
                 PromotionAuditCreate(
                     model_name=name,
                     challenger_version=version,

@@ -306,7 +306,7 @@ def prepare_warehouse(data: Path, settings: Settings, report: Report) -> Path:
     from fraud_core.db.importer import import_file
     from fraud_core.db.migrate import current_revision, upgrade
     from fraud_core.db.repository import count_transactions, get_transactions, set_cursor
-    from fraud_core.system.demo import split_sample
+    from fraud_core.data.demo import split_sample
 
     url = settings.database.url
     began = time.monotonic()
@@ -791,7 +791,7 @@ def settings_table(
     write: Annotated[Path | None, typer.Option("--write", help="replace this file's settings table")] = None,
 ) -> None:
     """Print every setting (environment variable, default, meaning) as a Markdown table."""
-    from fraud_core.system.settings_doc import markdown_table, replace_table
+    from fraud_cli.settings_table import markdown_table, replace_table
 
     table = markdown_table()
     target = check or write

@@ -9,6 +9,7 @@ Nothing is read at import: call :func:`get_settings` (cached) and :func:`reset_s
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -25,7 +26,6 @@ _ENV_FILE = ".env"
 
 def _var_dir() -> Path:
     """Where embedded state lives (SQLite files, MLflow store, logs, models)."""
-    import os
 
     return Path(os.environ.get("FRAUD_VAR_DIR", "var")).resolve()
 

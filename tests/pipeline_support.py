@@ -31,7 +31,7 @@ def env_setter(monkeypatch: Any, *, reset_model: bool = True) -> Any:
     ``None`` unsets a variable. The settings (and, with ``reset_model``, the process-wide model
     holder) are rebuilt after each call so the next read sees the new values.
     """
-    from fraud_core.ml.serving import reset_model_holder
+    from fraud_core.ml.champion import reset_champion_holder
     from fraud_core.settings import reset_settings
 
     def configure(**values: Any) -> None:
@@ -42,7 +42,7 @@ def env_setter(monkeypatch: Any, *, reset_model: bool = True) -> Any:
                 monkeypatch.setenv(key, str(value))
         reset_settings()
         if reset_model:
-            reset_model_holder()
+            reset_champion_holder()
 
     return configure
 
@@ -280,7 +280,7 @@ def train_quick_model(directory: Path, *, until: str = "2019-09-01", max_iter: i
 
     from fraud_core.data import to_canonical
     from fraud_core.ml.artifact import save_artifact
-    from fraud_core.ml.pipeline import HGB_PARAMS
+    from fraud_core.ml.estimator import HGB_PARAMS
     from fraud_core.ml.train import train_model
 
     raw = pd.read_parquet(SAMPLE_PATH)

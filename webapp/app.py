@@ -10,26 +10,30 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import swagger_ui_bundle
 from litestar import Litestar, get
-from litestar.di import Provide
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
+from sqlalchemy.engine import Engine
 
+from fraud_core import __version__
+from fraud_core.db import make_engine
+from fraud_core.ml.champion import ModelUnavailableError
+from fraud_core.pipeline.dashboard import DashboardData
+from fraud_core.pipeline.online_scoring import OnlineScorer
+from fraud_core.settings import Settings, get_settings
+from webapp.dashboard.app import make_dashboard_page
+from webapp.dashboard.mount import MountedDashboard
+from webapp.dependencies import DEPENDENCIES, ENGINE, SCORER, SETTINGS, provide_engine
 from webapp.errors import EXCEPTION_HANDLERS
 from webapp.routes.health import HealthController
 from webapp.routes.model import ModelController
 from webapp.routes.predict import PredictController
-from webapp.services import Services
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from fraud_core.settings import Settings
-    from webapp.scoring import ScoringEngine
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,6 @@ DOCS_ASSETS_PATH = "/docs-assets"
 
 
 def _swagger_assets_dir() -> Path | None:
-    try:
-        import swagger_ui_bundle
-    except ImportError:  # pragma: no cover - the dependency is declared; docs fall back to the CDN
-        return None
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
@@ -73,10 +73,23 @@ def _openapi_config(version: str) -> OpenAPIConfig:
 
 
 class _Default:
-    """Marker: load the champion model at start-up."""
+    """Marker: score with the process-wide champion, loaded at start-up."""
 
 
 _DEFAULT = _Default()
+
+
+class _NoChampion:
+    """A champion holder that never has a model (``create_app(scorer=None)``)."""
+
+    def get(self) -> Any:
+        raise ModelUnavailableError("no scoring model configured")
+
+    def peek(self) -> Any:
+        return None
+
+
+ScorerFactory = Callable[[Engine, Settings], OnlineScorer]
 
 
 @get("/", include_in_schema=False)
@@ -84,11 +97,25 @@ async def _root() -> Redirect:
     return Redirect("/dashboard/")
 
 
+def _make_scorer(
+    scorer: OnlineScorer | ScorerFactory | None | _Default, engine: Engine, settings: Settings
+) -> OnlineScorer:
+    if isinstance(scorer, _Default):
+        made = OnlineScorer(engine, settings)
+        made.warm_up()
+        return made
+    if scorer is None:
+        return OnlineScorer(engine, settings, holder=_NoChampion())  # type: ignore[arg-type]
+    if isinstance(scorer, OnlineScorer):
+        return scorer
+    return scorer(engine, settings)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     engine: Engine | None = None,
-    scoring: ScoringEngine | Callable[[Services], ScoringEngine | None] | None | _Default = _DEFAULT,
+    scorer: OnlineScorer | ScorerFactory | None | _Default = _DEFAULT,
     dashboard: bool = True,
     websocket_origins: Sequence[str] | None = None,
     debug: bool = False,
@@ -99,8 +126,8 @@ def create_app(
         settings: defaults to :func:`fraud_core.settings.get_settings`.
         engine: the warehouse engine; built from ``settings.database.url`` at start-up when omitted
             (and then disposed of at shutdown).
-        scoring: the scoring engine; by default the champion model is loaded at start-up
-            (:func:`webapp.scoring.load_scoring`). A callable receives the opened services.
+        scorer: the online scorer; by default one over the process-wide champion, warmed up at
+            start-up. A callable ``(engine, settings) -> OnlineScorer`` is called at start-up.
             ``None``: no model (``/health`` says not ready, ``/predict`` answers 503).
         dashboard: mount the Panel dashboard at ``/dashboard/``.
         websocket_origins: ``host:port`` values the dashboard's websocket accepts.
@@ -109,12 +136,7 @@ def create_app(
     Returns:
         The Litestar application.
     """
-    from fraud_core import __version__
-    from fraud_core.settings import get_settings
-
     settings = settings or get_settings()
-    services = Services(settings=settings, engine=engine)
-
     route_handlers: list[Any] = [_root, HealthController, ModelController, PredictController]
     assets = _swagger_assets_dir()
     if assets is not None:
@@ -122,25 +144,20 @@ def create_app(
             create_static_files_router(path=DOCS_ASSETS_PATH, directories=[assets], include_in_schema=False)
         )
 
+    state = State({SETTINGS: settings})
     mounted = None
     if dashboard:
-        from webapp.dashboard.app import make_dashboard_page
-        from webapp.dashboard.mount import MountedDashboard
-
-        mounted = MountedDashboard(make_dashboard_page(services), websocket_origins=websocket_origins)
+        mounted = MountedDashboard(
+            make_dashboard_page(DashboardData(lambda: provide_engine(state))), websocket_origins=websocket_origins
+        )
         route_handlers.append(mounted.route_handler())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        services.open()
-        if isinstance(scoring, _Default):
-            from webapp.scoring import load_scoring
-
-            services.scoring = load_scoring(services)
-        elif callable(scoring):
-            services.scoring = scoring(services)
-        else:
-            services.scoring = scoring
+        opened = engine if engine is not None else make_engine(settings.database.url)
+        state[ENGINE] = opened
+        made = _make_scorer(scorer, opened, settings)
+        state[SCORER] = made
         try:
             if mounted is not None:
                 async with mounted.lifespan():
@@ -148,23 +165,23 @@ def create_app(
             else:
                 yield
         finally:
-            services.close()
+            made.close()
+            state[SCORER] = None
+            state[ENGINE] = None
+            if engine is None:
+                opened.dispose()
 
-    def provide_services() -> Services:
-        return services
-
-    app = Litestar(
+    return Litestar(
         route_handlers=route_handlers,
-        dependencies={"services": Provide(provide_services, sync_to_thread=False, use_cache=True)},
+        dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=_openapi_config(__version__),
         request_max_body_size=MAX_BODY_BYTES,
+        state=state,
         debug=debug,
         logging_config=None,
     )
-    app.state["services"] = services
-    return app
 
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]

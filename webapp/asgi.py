@@ -7,15 +7,14 @@ allowed websocket origins in ``FRAUD_SERVE_ORIGINS`` (comma-separated ``host:por
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from litestar import Litestar
+from litestar import Litestar
+
+from webapp.app import create_app
 
 
 def create_served_app() -> Litestar:
     """The app as ``fraud-detector serve`` runs it (settings from the environment)."""
-    from webapp.app import create_app
 
     origins = [o for o in os.environ.get("FRAUD_SERVE_ORIGINS", "").split(",") if o]
     return create_app(websocket_origins=origins or None)

@@ -2,7 +2,7 @@
 
 Bad input is always a 4xx that names the field: Litestar's decoding errors (wrong type, missing
 field, out-of-range value) become 422 with the field's name, row rejections from
-:func:`fraud_core.data.to_canonical` become 422 with row and field, an oversized body 413. Anything
+:func:`fraud_core.data.to_canonical` (:class:`InvalidRecordsError`) become 422 with row and field, an oversized body 413. Anything
 unexpected is a 500 whose body says nothing about internals (the log has the traceback).
 """
 
@@ -14,23 +14,20 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
+from fraud_core.ml.champion import ModelUnavailableError
+from fraud_core.pipeline.online_scoring import InvalidRecordsError
 from webapp.schemas import ErrorOut, FieldError
 
 log = logging.getLogger(__name__)
 
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _ROW_RE = re.compile(r"^\.transactions\[(?P<row>\d+)\](?P<rest>.*)$")
-
-
-class InvalidRowsError(Exception):
-    """The request decoded but some rows break the row rules."""
-
-    def __init__(self, errors: list[FieldError], detail: str = "invalid transaction") -> None:
-        super().__init__(detail)
-        self.errors = errors
-        self.detail = detail
 
 
 class ServiceUnavailable(HTTPException):
@@ -79,10 +76,23 @@ def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> 
     )
 
 
-def _invalid_rows_handler(_: Request[Any, Any, Any], exc: InvalidRowsError) -> Response[ErrorOut]:
+def _invalid_records_handler(_: Request[Any, Any, Any], exc: InvalidRecordsError) -> Response[ErrorOut]:
+    errors = [
+        FieldError(field=field, reason=reason, row=rejection.row)
+        for rejection in exc.rejections
+        for field, reason in (rejection.errors or ((rejection.field, rejection.reason),))
+    ]
     return Response(
-        ErrorOut(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail=exc.detail, errors=exc.errors),
+        ErrorOut(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail="invalid transaction", errors=errors),
         status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+        media_type=MediaType.JSON,
+    )
+
+
+def _no_model_handler(_: Request[Any, Any, Any], exc: ModelUnavailableError) -> Response[ErrorOut]:
+    return Response(
+        ErrorOut(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail=f"no model loaded: {exc}"),
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
         media_type=MediaType.JSON,
     )
 
@@ -115,7 +125,8 @@ def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: _validation_handler,
-    InvalidRowsError: _invalid_rows_handler,
+    InvalidRecordsError: _invalid_records_handler,
+    ModelUnavailableError: _no_model_handler,
     HTTPException: _http_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: _internal_handler,
 }

@@ -11,6 +11,6 @@ Typical use::
 
 from __future__ import annotations
 
-from fraud_core.db.engine import make_engine, session_scope, shared_engine
+from fraud_core.db.engine import make_engine, ping, session_scope, shared_engine
 
-__all__ = ["make_engine", "session_scope", "shared_engine"]
+__all__ = ["make_engine", "ping", "session_scope", "shared_engine"]

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
+
+from fraud_core.settings import get_settings
 
 #: How long a SQLite writer waits for another writer's lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -74,8 +76,6 @@ def make_engine(url: str | URL | None = None, *, echo: bool | None = None, pool_
     """
     settings = None
     if url is None or echo is None or pool_size is None:
-        from fraud_core.settings import get_settings
-
         settings = get_settings().database
     resolved = normalise_url(url if url is not None else settings.url)  # type: ignore[union-attr]
     echo = echo if echo is not None else bool(settings and settings.echo)
@@ -136,3 +136,14 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def ping(engine: Engine) -> tuple[bool, str | None]:
+    """Whether the warehouse answers ``SELECT 1``; the error's first line when it does not."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not reachable"
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return False, f"{type(exc).__name__}: {first}"
+    return True, None

@@ -2,7 +2,7 @@
 
 Both functions return exactly the selections of :func:`fraud_core.features.select_card_history` and
 :func:`fraud_core.features.select_label_events` (the pure-pandas versions, which the parity tests use
-as the reference), so :func:`fraud_core.features.build_online_features` gives the values the batch
+as the reference), so :func:`fraud_core.features.build_features_with_history` gives the values the batch
 features give. They take a :class:`fraud_core.features.HistoryWindow` (from
 :func:`fraud_core.features.history_window`) and, like every repository function, a keyword-only
 ``session``; they never commit.
@@ -26,10 +26,14 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from fraud_core.db import label_totals
-from fraud_core.db.models import CardCategory, Transaction, table_of
+from fraud_core.db.models import (
+    CardCategory,
+    Transaction,
+    table_of,
+)
 from fraud_core.db.repository.labels import effective_label_join
 from fraud_core.db.repository.transactions import ARROW_TYPES, to_canonical_frame
-from fraud_core.db.types import as_utc
+from fraud_core.db.types import as_utc, to_naive_utc
 from fraud_core.features import HistoryWindow, empty_label_events, normalise_label_events, select_card_history
 from fraud_core.schema import CANONICAL_COLUMNS
 
@@ -230,10 +234,25 @@ def fetch_label_stats(window: HistoryWindow, *, session: Session) -> pd.DataFram
         return empty_label_events()
     base.insert(0, "event_time", window.label_base_until)
     if not recent.empty:
-        from fraud_core.db.types import to_naive_utc
-
         recent["event_time"] = to_naive_utc(recent["event_time"])
         recent["n"] = 1
     parts = [p for p in (base, recent) if not p.empty]
     events = pd.concat([p[["event_time", "merchant", "category", "n", "n_fraud"]] for p in parts], ignore_index=True)
     return normalise_label_events(events)
+
+
+#: Memory PostgreSQL may use per sort or hash in the pipeline's transaction (the server's default
+#: is 4 MB): the label totals, when a run computes them, hash-join every transaction and label.
+BATCH_WORK_MEM = "128MB"
+
+
+def tune_for_batch(session: Session) -> None:
+    """Set up the current transaction for the feature queries (PostgreSQL only).
+
+    Enough ``work_mem`` for the label totals' hash joins, and no JIT: compiling the label totals'
+    plan took about 0.2 s (``EXPLAIN ANALYZE`` on 1.3 M rows) and gains nothing on queries of this
+    size.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(f"SET LOCAL work_mem = '{BATCH_WORK_MEM}'"))
+        session.execute(sa.text("SET LOCAL jit = off"))

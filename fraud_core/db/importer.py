@@ -16,19 +16,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from fraud_core.data import NormalisedBatch, Rejection, read_raw, to_canonical
 from fraud_core.db.engine import make_engine, session_scope
 from fraud_core.db.models import LabelOrigin
 from fraud_core.db.partitions import ensure_partitions, months_of
 from fraud_core.db.repository import insert_rejected, load_transactions
 from fraud_core.schema import LABEL_COLUMN
-
-if TYPE_CHECKING:
-    from fraud_core.data import NormalisedBatch, Rejection
+from fraud_core.settings import get_settings
 
 #: Rows per transaction when loading.
 DEFAULT_CHUNK_ROWS = 100_000
@@ -85,7 +83,6 @@ def normalised_chunks(
     and rejections keep their row numbers in ``raw``; the loader can store the first slice while
     the next ones are being normalised.
     """
-    from fraud_core.data import to_canonical
 
     seen: set[str] = set()
     step = max(chunk_rows, 1)
@@ -215,10 +212,7 @@ def import_file(
         fraud_core.data.DataFormatError: bad path, unreadable file, missing columns.
     """
     if token_key is None:
-        from fraud_core.settings import get_settings
-
         token_key = get_settings().security.card_token_key.get_secret_value()
-    from fraud_core.data import read_raw
 
     summary = ImportSummary(path=str(path))
     started = time.perf_counter()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 
 from sqlalchemy import MetaData
+from sqlmodel import SQLModel
 
 #: Modules that define table models. A new table module goes here so migrations see it.
-TABLE_MODULES: tuple[str, ...] = ("fraud_core.db.models", "fraud_core.db.audit")
+TABLE_MODULES: tuple[str, ...] = ("fraud_core.db.models",)
 
 
 def target_metadata() -> MetaData:
     """Import the table models and return the metadata they registered on."""
-    from sqlmodel import SQLModel
 
     for name in TABLE_MODULES:
         importlib.import_module(name)

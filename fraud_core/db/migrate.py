@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, Engine
 
 from fraud_core.db.engine import make_engine, normalise_url
+from fraud_core.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -100,8 +101,6 @@ def _main(argv: list[str] | None = None) -> None:
     elif args.action == "downgrade":
         downgrade(revision=args.revision)
     else:
-        from fraud_core.settings import get_settings
-
         command.revision(alembic_config(get_settings().database.url), message=args.message, autogenerate=not args.empty)
 
 

@@ -1,7 +1,7 @@
 """Point-in-time features: one code path for training, the live flow and ``/predict``.
 
 * :func:`build_features`: a whole frame at once (training, evaluation, backfills).
-* :func:`build_online_features`: new transactions plus their cards' history from the warehouse
+* :func:`build_features_with_history`: new transactions plus their cards' history from the warehouse
   (:func:`history_window` says which history; :func:`fraud_core.db.history.fetch_card_history`
   reads it with one query). It runs :func:`build_features` on the union, so values are identical.
 """
@@ -25,9 +25,9 @@ from fraud_core.features.definitions import (
     WINDOWS,
     describe,
 )
-from fraud_core.features.online import (
+from fraud_core.features.history import (
     HistoryWindow,
-    build_online_features,
+    build_features_with_history,
     history_window,
     normalise_label_events,
     select_card_history,
@@ -45,7 +45,7 @@ __all__ = [
     "WINDOWS",
     "HistoryWindow",
     "build_features",
-    "build_online_features",
+    "build_features_with_history",
     "describe",
     "empty_label_events",
     "history_window",

@@ -1,7 +1,7 @@
 """Point-in-time features, computed for a whole frame at once (vectorised, no loop per row).
 
 This is the one feature code path: training and evaluation call :func:`build_features` on a whole
-file; the live flow and ``/predict`` call :func:`fraud_core.features.online.build_online_features`,
+file; the live flow and ``/predict`` call :func:`fraud_core.features.history.build_features_with_history`,
 which runs this same function on the new transactions plus their cards' recent history.
 
 Rules every feature follows:
@@ -34,6 +34,7 @@ from fraud_core.features.definitions import (
     RELATIVE_WINDOW,
     WINDOWS,
 )
+from fraud_core.settings import get_settings
 
 #: Columns of a label-events frame: one row per labelled transaction (``n = 1``), or one row per
 #: (merchant, category) holding the totals of many old labels (``n`` labels, ``n_fraud`` of them
@@ -48,8 +49,6 @@ _S_PER_DAY = 86_400
 def label_delay_seconds(label_delay_days: float | None = None) -> int:
     """The label delay in whole seconds (``settings.features.label_delay_days`` by default)."""
     if label_delay_days is None:
-        from fraud_core.settings import get_settings
-
         label_delay_days = get_settings().features.label_delay_days
     if label_delay_days < 0:
         raise ValueError(f"label_delay_days must be >= 0, got {label_delay_days}")
@@ -238,7 +237,7 @@ def build_features(
     in ``label_events``; the row itself and anything later never count. To get exact values for a
     transaction, ``frame`` must hold the card's transactions of the previous 30 days, the card's
     last transaction before them, and the card's first transaction in each category (a whole
-    history file does; :func:`fraud_core.features.online.build_online_features` arranges it).
+    history file does; :func:`fraud_core.features.history.build_features_with_history` arranges it).
 
     Args:
         frame: canonical transactions (at least :data:`INPUT_COLUMNS`), any row order, unique

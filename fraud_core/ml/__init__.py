@@ -5,7 +5,7 @@
 * :mod:`fraud_core.ml.artifact`: save / load the artifact directory
 * :mod:`fraud_core.ml.predictor`: :class:`~fraud_core.ml.predictor.Predictor`
 * :mod:`fraud_core.ml.tracking`: MLflow run + registered version
-* :mod:`fraud_core.ml.registry`, :mod:`fraud_core.ml.promotion`, :mod:`fraud_core.ml.serving`,
+* :mod:`fraud_core.ml.registry`, :mod:`fraud_core.ml.promotion`, :mod:`fraud_core.ml.champion`,
   :mod:`fraud_core.ml.hub`: champion/challenger, the gate, serving, the Hugging Face Hub
 
 Nothing is imported here, so that importing one module does not pull scikit-learn or MLflow in.

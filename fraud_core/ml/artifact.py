@@ -1,33 +1,31 @@
-"""The model artifact: a directory with the fitted pipeline and its ``metadata.json``.
+"""The model artifact: a directory with the fitted pipeline and its model card.
 
 ::
 
     <dir>/model.joblib     the scikit-learn Pipeline (preprocessing + classifier)
-    <dir>/metadata.json    kind, features, threshold, risk bands, validation figures, training
-                           period, data hash, row counts, library versions, created_at, and the
-                           drift reference (feature quantile bins, validation score distribution)
+    <dir>/metadata.json    the model card (:class:`fraud_core.ml.card.ModelCard`): kind, features,
+                           threshold, risk bands, validation figures, training period, data hash,
+                           row counts, library versions, and the drift reference
 
 The directory is what MLflow logs, what the Hugging Face Hub publishes and what serving loads.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
 from sklearn.pipeline import Pipeline
 
+from fraud_core.ml.card import CardError, ModelCard
+
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
-#: Bumped when the layout or the meaning of a metadata key changes.
-FORMAT_VERSION = 1
 
 
 class ArtifactError(ValueError):
@@ -36,73 +34,33 @@ class ArtifactError(ValueError):
 
 @dataclass
 class ModelArtifact:
-    """A fitted pipeline and what we know about it.
+    """A fitted pipeline and its model card.
 
     Attributes:
         pipeline: the fitted scikit-learn Pipeline (feature frame → fraud probability).
-        metadata: the JSON-ready metadata (see the module docstring).
+        card: what the model says about itself.
         path: where it was loaded from or saved to.
     """
 
     pipeline: Pipeline
-    metadata: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard
     path: Path | None = None
 
     @property
     def kind(self) -> str:
-        return str(self.metadata.get("model_kind", "unknown"))
+        return self.card.model_kind
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata["threshold"])
+        return self.card.threshold
 
     @property
     def feature_columns(self) -> list[str]:
-        return list(self.metadata["feature_columns"])
+        return list(self.card.feature_columns)
 
     @property
     def validation_metrics(self) -> dict[str, Any]:
-        return dict(self.metadata.get("validation_metrics") or {})
-
-    @property
-    def feature_reference(self) -> dict[str, dict[str, Any]]:
-        """Drift reference per feature (:func:`fraud_core.quality.drift.build_reference` format)."""
-        return dict(self.metadata.get("feature_reference") or {})
-
-    @property
-    def score_reference(self) -> dict[str, Any] | None:
-        """Drift reference of the validation scores (quantile bins)."""
-        return self.metadata.get("score_reference")
-
-    @property
-    def risk_bands(self) -> dict[str, float]:
-        """Lower score bound of each risk level above ``low`` (``medium``, ``high``)."""
-        bands = self.metadata.get("risk_bands") or {}
-        return {str(k): float(v) for k, v in bands.items()} or {"high": self.threshold}
-
-    @property
-    def reason_baseline(self) -> dict[str, Any]:
-        """A typical value per feature (validation median, or most frequent category)."""
-        return dict(self.metadata.get("reason_baseline") or {})
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _clean(value: Any) -> Any:
-    # NaN and infinities are not JSON; they mean "not measurable" here.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+        return dict(self.card.validation_metrics)
 
 
 def save_artifact(artifact: ModelArtifact, directory: str | Path) -> Path:
@@ -120,15 +78,13 @@ def save_artifact(artifact: ModelArtifact, directory: str | Path) -> Path:
         raise ArtifactError(f"not a directory: {target}")
     if target.exists() and any(target.iterdir()) and not (target / METADATA_FILE).exists():
         raise ArtifactError(f"refusing to overwrite {target}: it is not empty and holds no model artifact")
-    metadata = _clean({"format_version": FORMAT_VERSION, **artifact.metadata})
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     # mkdtemp makes the folder private (0700); the artifact is read by other processes (the API,
     # the flows' workers), like any directory mkdir would have made.
     staging.chmod(0o755)
     try:
         joblib.dump(artifact.pipeline, staging / MODEL_FILE, compress=3)
-        text = json.dumps(metadata, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-        (staging / METADATA_FILE).write_text(text + "\n")
+        (staging / METADATA_FILE).write_text(artifact.card.to_json())
         if target.exists():
             retired = target.with_name(f".{target.name}-old-{os.getpid()}")
             target.rename(retired)
@@ -140,22 +96,24 @@ def save_artifact(artifact: ModelArtifact, directory: str | Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     artifact.path = target
-    artifact.metadata = metadata
     return target
 
 
-def read_metadata(directory: str | Path) -> dict[str, Any]:
-    """Only the ``metadata.json`` of an artifact (cheap: the model is not loaded)."""
+def read_card(directory: str | Path) -> ModelCard:
+    """Only the model card of an artifact (cheap: the model is not loaded).
+
+    Raises:
+        ArtifactError: no ``metadata.json``, or one this version cannot read (the message says why).
+    """
     path = Path(directory) / METADATA_FILE
     if not path.is_file():
         raise ArtifactError(f"no {METADATA_FILE} in {directory}: not a model artifact directory")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return ModelCard.from_json(path.read_text(), where=str(path))
+    except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path} does not hold a JSON object")
-    return data
+    except CardError as exc:
+        raise ArtifactError(str(exc)) from exc
 
 
 def load_artifact(directory: str | Path) -> ModelArtifact:
@@ -168,10 +126,7 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
     folder = Path(directory)
     if not folder.is_dir():
         raise ArtifactError(f"no model directory at {folder}")
-    metadata = read_metadata(folder)
-    for key in ("threshold", "feature_columns"):
-        if key not in metadata:
-            raise ArtifactError(f"{folder / METADATA_FILE} lacks {key!r}")
+    card = read_card(folder)
     model_path = folder / MODEL_FILE
     if not model_path.is_file():
         raise ArtifactError(f"no {MODEL_FILE} in {folder}")
@@ -183,6 +138,6 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
         raise ArtifactError(f"{model_path} does not hold a scikit-learn Pipeline")
     encoder = pipeline.steps[0][1]
     features = getattr(encoder, "features_", None)
-    if features is not None and list(features) != list(metadata["feature_columns"]):
+    if features is not None and list(features) != list(card.feature_columns):
         raise ArtifactError(f"{model_path} was fitted on other features than {METADATA_FILE} lists")
-    return ModelArtifact(pipeline=pipeline, metadata=metadata, path=folder)
+    return ModelArtifact(pipeline=pipeline, card=card, path=folder)

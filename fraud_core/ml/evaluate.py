@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraud_core.data import load_canonical
 from fraud_core.features import (
-    build_online_features,
+    build_features_with_history,
     history_window,
     select_card_history,
     select_label_events,
@@ -32,6 +33,7 @@ from fraud_core.ml.artifact import ModelArtifact, load_artifact
 from fraud_core.ml.metrics import compute_metrics
 from fraud_core.ml.predictor import Predictor, score_many
 from fraud_core.schema import LABEL_COLUMN
+from fraud_core.settings import get_settings
 
 __all__ = [
     "EvaluationError",
@@ -73,7 +75,7 @@ def evaluate_frames(
     """
     say = progress or logger.info
     predictor = model if isinstance(model, Predictor) else Predictor(model)
-    delay = label_delay_days if label_delay_days is not None else predictor.metadata.get("label_delay_days")
+    delay = label_delay_days if label_delay_days is not None else predictor.card.label_delay_days
     if LABEL_COLUMN not in test.columns or test[LABEL_COLUMN].isna().any():
         raise EvaluationError("evaluation needs an is_fraud label on every test row")
     if test.empty:
@@ -91,7 +93,7 @@ def evaluate_frames(
     card_history = select_card_history(past, window)
     label_events = select_label_events(everything, window)
     say(f"building features for {len(test):,} test transactions with {len(card_history):,} history rows")
-    features = build_online_features(test, card_history, label_events, label_delay_days=delay)
+    features = build_features_with_history(test, card_history, label_events, label_delay_days=delay)
     timings["features_seconds"] = time.perf_counter() - t0
 
     say(f"scoring {len(features):,} transactions")
@@ -136,8 +138,6 @@ def evaluate_files(
         fraud_core.ml.artifact.ArtifactError: the model directory is not usable.
         fraud_core.data.DataFormatError: a file is missing or not in the Kaggle schema.
     """
-    from fraud_core.data import load_canonical
-    from fraud_core.settings import get_settings
 
     say = progress or logger.info
     key = token_key or get_settings().security.card_token_key.get_secret_value()

@@ -13,20 +13,19 @@ also passed explicitly to every call.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fraud_core.settings import HubSettings
+from fraud_core.ml.artifact import METADATA_FILE, read_card
+from fraud_core.ml.card import ModelCard
+from fraud_core.settings import HubSettings
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
 #: Files of an artifact folder that are never published (caches, editor droppings).
 _SKIP = {".DS_Store", "__pycache__"}
@@ -68,19 +67,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def model_card(metadata: Mapping[str, Any], *, repo_id: str, version: str, registered_model: str) -> str:
+def model_card(card: ModelCard, *, repo_id: str, version: str, registered_model: str) -> str:
     """A model card (``README.md`` with YAML front matter) for one published version.
 
     Args:
-        metadata: the version's metadata (metrics, threshold, training window, features).
+        card: the version's card (metrics, threshold, training window, features).
         repo_id: the Hub repository.
         version: the registry version.
         registered_model: the MLflow registered model name.
     """
-    metrics = metadata.get("metrics") or {}
-    if isinstance(metrics, Mapping) and isinstance(metrics.get("validation"), Mapping):
-        metrics = metrics["validation"]
-    features = metadata.get("feature_columns") or metadata.get("features") or []
+    metrics = card.validation_metrics
+    features = card.feature_columns
     lines = [
         "---",
         "library_name: sklearn",
@@ -99,12 +96,10 @@ def model_card(metadata: Mapping[str, Any], *, repo_id: str, version: str, regis
         f"* Registry: MLflow registered model `{registered_model}`, version {version}",
         f"* Revision: tag `{version_tag(version)}` of `{repo_id}`",
     ]
-    if metadata.get("threshold") is not None:
-        lines.append(f"* Decision threshold: {_fmt(metadata['threshold'])}")
-    for key in ("train_start", "train_end", "validation_start", "validation_end"):
-        if metadata.get(key):
-            lines.append(f"* {key.replace('_', ' ').capitalize()}: {metadata[key]}")
-    if isinstance(metrics, Mapping) and metrics:
+    lines.append(f"* Decision threshold: {_fmt(card.threshold)}")
+    lines.append(f"* Trained on: {card.train_start.isoformat()} to {card.train_end.isoformat()}")
+    lines.append(f"* Validation weeks: {card.validation_start.isoformat()} to {card.train_end.isoformat()}")
+    if metrics:
         lines += ["", "## Validation figures", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if isinstance(v, int | float | str)]
     if features:
@@ -155,31 +150,27 @@ def publish_version(
         token: a write token.
         endpoint: the Hub URL (``HF_ENDPOINT``); ``None`` for huggingface.co or the env variable.
         registered_model: the MLflow registered model name, for the card and metadata.
-        extra_metadata: more keys for ``metadata.json`` (run id, metrics on the evaluation window).
+        extra_metadata: more fields of the card to set (``mlflow_run_id``, ``promotion``), validated.
         private: create the repository private.
 
     Returns:
         The publication: repository, tag, commit sha and the files committed.
     """
+    # lazy: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when first imported
     from huggingface_hub import CommitOperationAdd, HfApi
 
     folder = Path(artifact_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model artifact folder at {folder}")
     tag = version_tag(version)
-    metadata: dict[str, Any] = {}
-    own = folder / METADATA_FILE
-    if own.is_file():
-        metadata.update(json.loads(own.read_text()))
-    metadata.update(dict(extra_metadata or {}))
-    metadata.update(
-        {
-            "registered_model": registered_model,
-            "registry_version": str(version),
-            "hub_tag": tag,
-            "published_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
-        }
-    )
+    updates = {
+        **dict(extra_metadata or {}),
+        "registered_model": registered_model,
+        "registry_version": str(version),
+        "hub_tag": tag,
+        "published_at": datetime.now(UTC).replace(tzinfo=None, microsecond=0),
+    }
+    published = ModelCard.model_validate({**read_card(folder).model_dump(), **updates})
     operations = [
         CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
         for p in _artifact_files(folder)
@@ -188,11 +179,11 @@ def publish_version(
     operations.append(
         CommitOperationAdd(
             path_in_repo=METADATA_FILE,
-            path_or_fileobj=json.dumps(metadata, indent=2, sort_keys=True, default=str).encode(),
+            path_or_fileobj=published.to_json().encode(),
         )
     )
-    card = model_card(metadata, repo_id=repo_id, version=str(version), registered_model=registered_model)
-    operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode()))
+    readme = model_card(published, repo_id=repo_id, version=str(version), registered_model=registered_model)
+    operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=readme.encode()))
 
     api = HfApi(endpoint=endpoint, token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
@@ -241,6 +232,7 @@ def download_revision(
     Returns:
         The snapshot folder, holding the model files and ``metadata.json``.
     """
+    # lazy: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when first imported
     from huggingface_hub import snapshot_download
 
     path = snapshot_download(
@@ -254,9 +246,9 @@ def download_revision(
     return Path(path)
 
 
-def read_metadata(folder: str | Path) -> dict[str, Any]:
-    """The ``metadata.json`` of a published (or downloaded) version."""
-    return dict(json.loads((Path(folder) / METADATA_FILE).read_text()))
+def read_published_card(folder: str | Path) -> ModelCard:
+    """The model card of a published (or downloaded) version."""
+    return read_card(folder)
 
 
 def pinned_artifact_dir(settings: HubSettings) -> Path | None:

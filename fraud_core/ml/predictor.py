@@ -1,7 +1,7 @@
 """Scoring with a saved model: probability, decision, risk level and reasons.
 
 :class:`Predictor` loads an artifact once and then scores feature frames, or canonical transactions
-together with their cards' history (through :func:`fraud_core.features.build_online_features`, the
+together with their cards' history (through :func:`fraud_core.features.build_features_with_history`, the
 same code path as training).
 
 Reasons are per-feature perturbations: for each feature, the row is scored again with that feature
@@ -13,7 +13,7 @@ a clear fraud scores 0.9999 with or without any single feature, and only the log
 which feature pushed it there.
 
 Small batches (a ``/predict`` call, a flow run) are scored by
-:class:`fraud_core.ml.fast.FastHGB`, the same trees flattened into arrays and walked by compiled
+:class:`fraud_core.online.trees.FastHGB`, the same trees flattened into arrays and walked by compiled
 loops (equal to scikit-learn's scores, tested), because scikit-learn walks its 300 trees one
 Python call at a time: milliseconds for one row. Large batches and the forest use scikit-learn
 itself.
@@ -32,9 +32,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import ThreadpoolController
 
-from fraud_core.features import build_features, build_online_features, describe
+from fraud_core.features import build_features, build_features_with_history, describe
 from fraud_core.ml.artifact import ModelArtifact, load_artifact
+from fraud_core.ml.card import ModelCard
+from fraud_core.online.trees import FastHGB
 
 RISK_LEVELS: tuple[str, ...] = ("low", "medium", "high")
 #: Batches up to this many encoded rows go through the flattened trees (one row with its reasons is
@@ -69,17 +72,15 @@ class Predictor:
 
     def __init__(self, artifact: ModelArtifact, *, version: str | None = None, threads: int | None = 1) -> None:
         self.artifact = artifact
-        self.version = version or str(artifact.metadata.get("version") or artifact.metadata.get("created_at", "local"))
+        self.version = version or artifact.card.registry_version or artifact.card.created_at.isoformat()
         self.threshold = artifact.threshold
-        bands = artifact.risk_bands
-        self.medium_from = float(bands.get("medium", self.threshold))
+        self.medium_from = float(artifact.card.risk_bands.medium)
         self.feature_columns = artifact.feature_columns
         self._encoder = artifact.pipeline.steps[0][1]
         self._model = artifact.pipeline.steps[-1][1]
         self._groups = self._encoded_groups()
         self._baseline = self._encoded_baseline()
-        self._baseline_values = artifact.reason_baseline
-        from threadpoolctl import ThreadpoolController
+        self._baseline_values = artifact.card.reason_baseline
 
         self._threads = ThreadpoolController()
         self._n_threads = threads
@@ -102,12 +103,22 @@ class Predictor:
         return cls(load_artifact(directory), version=version, threads=threads)
 
     @property
+    def encoder(self) -> Any:
+        """The pipeline's fitted :class:`~fraud_core.ml.estimator.FeatureEncoder`."""
+        return self._encoder
+
+    @property
+    def compiled_trees(self) -> FastHGB | None:
+        """The boosted trees compiled for small batches, or ``None`` (the forest, one-hot categories)."""
+        return self._fast
+
+    @property
     def kind(self) -> str:
         return self.artifact.kind
 
     @property
-    def metadata(self) -> dict[str, Any]:
-        return self.artifact.metadata
+    def card(self) -> ModelCard:
+        return self.artifact.card
 
     # -- encoding ------------------------------------------------------------------------------
 
@@ -121,7 +132,7 @@ class Predictor:
         return groups
 
     def _encoded_baseline(self) -> np.ndarray:
-        values = self.artifact.reason_baseline
+        values = self.artifact.card.reason_baseline
         row = {c: [values.get(c)] for c in self.feature_columns}
         frame = pd.DataFrame(row)
         for c in self.feature_columns:
@@ -135,10 +146,8 @@ class Predictor:
         if getattr(self._encoder, "one_hot", False):
             return None
         try:
-            from fraud_core.ml.fast import FastHGB
-
             return FastHGB(self._model)
-        except (ImportError, ValueError, AttributeError):  # not a boosted model, or other internals
+        except (ValueError, AttributeError):  # not a boosted model, or other internals
             return None
 
     def _proba(self, encoded: np.ndarray) -> np.ndarray:
@@ -175,7 +184,7 @@ class Predictor:
         """The ``top`` features that raise each row's score most, with their values.
 
         ``reference`` is the flattened trees' walk of a single row
-        (:meth:`fraud_core.ml.fast.FastHGB.reference`) when the caller already has it.
+        (:meth:`fraud_core.online.trees.FastHGB.reference`) when the caller already has it.
 
         Returns:
             Per row, up to ``top`` dicts ``{feature, label, value, typical, contribution}`` with a
@@ -286,11 +295,11 @@ class Predictor:
         Returns:
             :meth:`score_features`' columns plus ``trans_num``, with ``transactions``' index.
         """
-        delay = label_delay_days if label_delay_days is not None else self.metadata.get("label_delay_days")
+        delay = label_delay_days if label_delay_days is not None else self.card.label_delay_days
         if history is None:
             features = build_features(transactions, label_events, label_delay_days=delay)
         else:
-            features = build_online_features(transactions, history, label_events, label_delay_days=delay)
+            features = build_features_with_history(transactions, history, label_events, label_delay_days=delay)
         scored = self.score_features(features, reasons=reasons)
         scored.insert(0, "trans_num", transactions["trans_num"].to_numpy())
         return scored

@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fraud_core.settings import PromotionSettings
+from fraud_core.settings import PromotionSettings
 
 
 @dataclass(frozen=True)

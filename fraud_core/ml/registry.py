@@ -8,7 +8,7 @@ aliases and no deprecated stages:
   'challenger'``) until a retraining replaces it or promotes it.
 
 Serving resolves ``models:/{name}@champion`` again when the alias moves (see
-:mod:`fraud_core.ml.serving`), so promotion is just moving an alias; nothing restarts.
+:mod:`fraud_core.ml.champion`), so promotion is just moving an alias; nothing restarts.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraud_core.ml.artifact import METADATA_FILE, ArtifactError
+from fraud_core.ml.predictor import Predictor
+from fraud_core.settings import MLflowSettings, Settings, get_settings
+
 if TYPE_CHECKING:
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow import MlflowClient
 
-    from fraud_core.settings import MLflowSettings
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +63,10 @@ class RegisteredVersion:
 
 def mlflow_client(settings: MLflowSettings | None = None) -> MlflowClient:
     """A client on the configured tracking and registry stores (``MLFLOW_TRACKING_URI``)."""
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow import MlflowClient
 
     if settings is None:
-        from fraud_core.settings import get_settings
-
         settings = get_settings().mlflow
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri or settings.tracking_uri)
 
@@ -91,6 +95,7 @@ def resolve(name: str, alias: str, *, client: MlflowClient) -> RegisteredVersion
         alias: ``champion`` or ``challenger`` (any alias works).
         client: an MLflow client (:func:`mlflow_client`).
     """
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow.exceptions import MlflowException
 
     try:
@@ -108,6 +113,7 @@ def get_version(name: str, version: str | int, *, client: MlflowClient) -> Regis
 
 def aliases(name: str, *, client: MlflowClient) -> dict[str, str]:
     """Alias → version of the registered model (empty when it does not exist yet)."""
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow.exceptions import MlflowException
 
     try:
@@ -185,6 +191,7 @@ def register_version(
     Unlike :func:`fraud_core.ml.tracking.log_training`, nothing is promoted here, not even the
     first version: the retraining's gate decides (:mod:`fraud_core.ml.promotion`).
     """
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow.exceptions import MlflowException
 
     try:
@@ -195,3 +202,21 @@ def register_version(
         client.create_registered_model(name, description="Credit-card fraud detector (scikit-learn pipeline).")
     created = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {}, description=description)
     return get_version(name, str(created.version), client=client)
+
+
+def load_version(version: RegisteredVersion, *, settings: Settings, work_dir: Path) -> Predictor:
+    """Download a registered version's artifact into ``work_dir`` and load its predictor."""
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
+    import mlflow.artifacts
+
+    if version.source is None:
+        raise ArtifactError(f"{version.name} version {version.version} has no source to load")
+    target = work_dir / f"{version.name}-v{version.version}"
+    if not target.exists():
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=version.source, dst_path=str(target), tracking_uri=settings.mlflow.tracking_uri
+        )
+    found = sorted(p.parent for p in target.rglob(METADATA_FILE))
+    if not found:
+        raise ArtifactError(f"{version.name} version {version.version}: no model artifact at {version.source}")
+    return Predictor.load(found[0], version=version.version)

@@ -13,15 +13,28 @@ artifacts in ``var/mlartifacts`` unless ``MLFLOW_ARTIFACT_LOCATION`` says otherw
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+
+from fraud_core.ml import registry
 from fraud_core.ml.artifact import ModelArtifact
+from fraud_core.ml.card import ModelCard
+from fraud_core.ml.promotion import PromotionDecision
+from fraud_core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow import MlflowClient
 
-    from fraud_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +103,10 @@ def _experiment_id(client: MlflowClient, settings: Settings) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def _flat_params(metadata: dict[str, Any]) -> dict[str, str]:
-    params = {key: metadata.get(key) for key in _PARAM_KEYS}
-    for key, value in (metadata.get("model_params") or {}).items():
+def _flat_params(card: ModelCard) -> dict[str, str]:
+    data = card.model_dump(mode="json")
+    params = {key: data.get(key) for key in _PARAM_KEYS}
+    for key, value in card.model_params.items():
         params[f"model__{key}"] = value
     return {k: str(v)[:500] for k, v in params.items() if v is not None}
 
@@ -117,31 +131,28 @@ def log_training(
     Returns:
         The run and, when registered, the version and its aliases.
     """
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow.entities import Metric, Param, RunTag
-
-    from fraud_core.ml import registry
 
     if artifact.path is None:
         raise ValueError("save the artifact before logging it (its directory is what MLflow stores)")
     if settings is None:
-        from fraud_core.settings import get_settings
-
         settings = get_settings()
     if client is None:
         if settings.mlflow.tracking_uri.startswith("sqlite:"):
             settings.ensure_var_dir()
         client = registry.mlflow_client(settings.mlflow)
-    meta = artifact.metadata
+    card = artifact.card
     experiment_id = _experiment_id(client, settings)
     tags = {
-        "data_hash": str(meta.get("data_hash", "")),
+        "data_hash": card.data_hash,
         "model_kind": artifact.kind,
-        "training_file": str(meta.get("training_file", "")),
+        "training_file": card.training_file or "",
     }
     run = client.create_run(experiment_id, run_name=run_name or f"train-{artifact.kind}", tags=tags)
     run_id = run.info.run_id
     try:
-        metrics = meta.get("validation_metrics") or {}
+        metrics = card.validation_metrics
         client.log_batch(
             run_id,
             metrics=[
@@ -150,8 +161,8 @@ def log_training(
                 if isinstance(metrics.get(key), int | float)
             ]
             + [Metric("threshold", float(artifact.threshold), 0, 0)],
-            params=[Param(k, v) for k, v in _flat_params(meta).items()],
-            tags=[RunTag("created_at", str(meta.get("created_at", "")))],
+            params=[Param(k, v) for k, v in _flat_params(card).items()],
+            tags=[RunTag("created_at", card.created_at.isoformat())],
         )
         client.log_artifacts(run_id, str(artifact.path), artifact_path=ARTIFACT_PATH)
     except Exception:
@@ -170,7 +181,7 @@ def log_training(
         run_id=run_id,
         client=client,
         tags={"model_kind": artifact.kind, "threshold": f"{artifact.threshold:.6f}"},
-        description=f"{artifact.kind} trained on {meta.get('train_start')} .. {meta.get('train_end')}",
+        description=f"{artifact.kind} trained on {card.train_start} .. {card.train_end}",
     ).version
     if registry.resolve(name, registry.CHAMPION, client=client) is None:
         # Nothing serves yet: the first model is the champion (later ones go through the gate).
@@ -178,3 +189,61 @@ def log_training(
     held = registry.get_version(name, number, client=client).aliases
     logger.info("registered %s version %s%s", name, number, f" ({', '.join(held)})" if held else "")
     return TrackedModel(run_id, experiment_id, artifact_uri, name, number, tuple(held))
+
+
+#: Where the MLflow model files (``MLmodel``, the pickled pipeline, requirements) sit in the artifact.
+MLFLOW_MODEL_FILES = ("MLmodel", "model.pkl", "conda.yaml", "python_env.yaml", "requirements.txt")
+
+
+def attach_mlflow_model(artifact: ModelArtifact, sample_features: pd.DataFrame) -> None:
+    """Add an MLflow model (``MLmodel`` with a signature, pyfunc ``predict_proba``) to a saved artifact.
+
+    The pipeline (preprocessing and classifier) is stored once more as MLflow's ``model.pkl`` so that
+    ``mlflow.pyfunc.load_model("models:/fraud-detector@champion")`` works with a checked input
+    schema; serving keeps loading ``model.joblib``.
+    """
+
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    if artifact.path is None:
+        raise ValueError("save the artifact before attaching the MLflow model")
+    sample = sample_features[artifact.feature_columns].head(100)
+    signature = infer_signature(sample, artifact.pipeline.predict_proba(sample))
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "mlflow-model"
+        mlflow.sklearn.save_model(
+            artifact.pipeline,
+            str(target),
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            signature=signature,
+            pyfunc_predict_fn="predict_proba",
+            # Pinned here rather than inferred: inference imports the model in a subprocess (slow).
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+                f"joblib=={joblib.__version__}",
+                "fraud-detector",
+            ],
+            metadata={"threshold": artifact.threshold, "feature_columns": artifact.feature_columns},
+        )
+        for item in target.iterdir():
+            destination = artifact.path / item.name
+            if destination.exists():
+                continue  # metadata.json and model.joblib stay ours
+            shutil.move(str(item), destination)
+
+
+def log_evaluation(run_id: str, decision: PromotionDecision, *, client: MlflowClient) -> None:
+    """Add both models' figures on the evaluation window, and the verdict, to the challenger's run."""
+
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"eval_{k}", v, now, 0) for k, v in decision.challenger.items()]
+    metrics += [Metric(f"eval_champion_{k}", v, now, 0) for k, v in (decision.champion or {}).items()]
+    metrics.append(Metric("promoted", 1.0 if decision.promoted else 0.0, now, 0))
+    client.log_batch(run_id, metrics=metrics, tags=[RunTag("promotion", decision.summary[:5000])])

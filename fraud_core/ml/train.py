@@ -25,11 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.metrics import precision_recall_curve
 from threadpoolctl import threadpool_limits
 
+from fraud_core.data import load_canonical
 from fraud_core.features import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
@@ -37,9 +40,12 @@ from fraud_core.features import (
     label_events_from_frame,
 )
 from fraud_core.ml.artifact import ModelArtifact, save_artifact
+from fraud_core.ml.card import ModelCard, RiskBands, ScoreHistogram
+from fraud_core.ml.estimator import HGB_PARAMS, MODEL_KINDS, RF_PARAMS, ModelKind, make_pipeline
 from fraud_core.ml.metrics import compute_metrics
-from fraud_core.ml.pipeline import HGB_PARAMS, MODEL_KINDS, RF_PARAMS, ModelKind, make_pipeline
+from fraud_core.quality.drift import build_reference, numeric_reference
 from fraud_core.schema import LABEL_COLUMN
+from fraud_core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +77,6 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions that matter to load and reproduce the model."""
-    import joblib
-    import sklearn
 
     return {
         "python": platform.python_version(),
@@ -190,7 +194,6 @@ def train_model(
     Raises:
         TrainingError: no label column, one class only, or too short a period.
     """
-    from fraud_core.settings import get_settings
 
     settings = get_settings()
     kind = kind or settings.model.kind
@@ -263,47 +266,41 @@ def train_model(
     )
     medium = min(float(np.quantile(val_scores, 1.0 - MEDIUM_RISK_TOP_SHARE)), threshold)
 
-    from fraud_core.quality.drift import build_reference, numeric_reference
-
-    metadata: dict[str, Any] = {
-        "model_kind": kind,
-        "model_params": dict(HGB_PARAMS if kind == "hgb" else RF_PARAMS),
-        "feature_columns": list(FEATURE_COLUMNS),
-        "categorical_features": list(CATEGORICAL_FEATURES),
-        "threshold": threshold,
-        "threshold_strategy": threshold_strategy,
-        "alerts_per_day": alerts_per_day,
-        "risk_bands": {"medium": medium, "high": threshold},
-        "label_delay_days": label_delay_days,
-        "validation_weeks": validation_weeks,
-        "train_start": start.isoformat(),
-        "train_end": end.isoformat(),
-        "fit_end": cutoff.isoformat(),
-        "validation_start": cutoff.isoformat(),
-        "validation_end": end.isoformat(),
-        "refit_on_validation": False,
-        "n_rows": len(frame),
-        "n_fraud": int(y.sum()),
-        "n_before_validation": int((~is_val).sum()),
-        "n_fit": len(fit_rows),
-        "legit_sample_rate": legit_rate,
-        "n_fit_fraud": int(y[fit_rows].sum()),
-        "n_validation": len(val_rows),
-        "n_validation_fraud": int(y[val_rows].sum()),
-        "n_cards": int(frame["card_id"].nunique()),
-        "data_hash": data_hash(frame),
-        "validation_metrics": metrics,
-        "metrics": {"validation": metrics},
-        "reason_baseline": _reason_baseline(val_features),
-        "feature_reference": build_reference(val_features, list(FEATURE_COLUMNS)),
-        "score_reference": numeric_reference(val_scores),
-        "score_histogram": _score_histogram(val_scores),
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "library_versions": library_versions(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "random_state": random_state,
-    }
-    return ModelArtifact(pipeline=pipeline, metadata=metadata)
+    card = ModelCard(
+        model_kind=kind,
+        model_params=dict(HGB_PARAMS if kind == "hgb" else RF_PARAMS),
+        feature_columns=list(FEATURE_COLUMNS),
+        categorical_features=list(CATEGORICAL_FEATURES),
+        random_state=random_state,
+        threshold=threshold,
+        threshold_strategy=threshold_strategy,  # type: ignore[arg-type]
+        alerts_per_day=alerts_per_day,
+        risk_bands=RiskBands(medium=medium, high=threshold),
+        label_delay_days=label_delay_days,
+        validation_weeks=validation_weeks,
+        train_start=start,
+        train_end=end,
+        validation_start=cutoff,
+        n_rows=len(frame),
+        n_fraud=int(y.sum()),
+        n_before_validation=int((~is_val).sum()),
+        n_fit=len(fit_rows),
+        n_fit_fraud=int(y[fit_rows].sum()),
+        legit_sample_rate=legit_rate,
+        n_validation=len(val_rows),
+        n_validation_fraud=int(y[val_rows].sum()),
+        n_cards=int(frame["card_id"].nunique()),
+        data_hash=data_hash(frame),
+        validation_metrics=metrics,
+        reason_baseline=_reason_baseline(val_features),
+        feature_reference=build_reference(val_features, list(FEATURE_COLUMNS)),
+        score_reference=numeric_reference(val_scores),
+        score_histogram=ScoreHistogram(**_score_histogram(val_scores)),
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        library_versions=library_versions(),
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+    return ModelArtifact(pipeline=pipeline, card=card)
 
 
 def train_file(
@@ -330,8 +327,6 @@ def train_file(
         fraud_core.data.DataFormatError: the file is missing or not in the Kaggle schema.
         TrainingError: the data cannot produce a model.
     """
-    from fraud_core.data import load_canonical
-    from fraud_core.settings import get_settings
 
     say = progress or logger.info
     key = token_key or get_settings().security.card_token_key.get_secret_value()
@@ -343,9 +338,9 @@ def train_file(
     if frame.empty:
         raise TrainingError(f"{path} holds no valid row")
     artifact = train_model(frame, kind=kind, progress=say, **options)
-    artifact.metadata["training_file"] = Path(path).name
-    artifact.metadata["n_rejected_rows"] = len(rejected)
-    artifact.metadata["timings"]["read_seconds"] = round(read_seconds, 3)
+    artifact.card.training_file = Path(path).name
+    artifact.card.n_rejected_rows = len(rejected)
+    artifact.card.timings = {**artifact.card.timings, "read_seconds": round(read_seconds, 3)}
     save_artifact(artifact, out_dir)
     say(f"saved the model to {out_dir}")
     return artifact

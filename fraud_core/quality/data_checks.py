@@ -2,7 +2,7 @@
 
 Each function takes plain values (a frame, counts, timestamps) and returns one
 :class:`~fraud_core.quality.results.CheckResult`; gathering those values from the warehouse is the
-job of :mod:`fraud_core.db.quality_repo`. Thresholds come from
+job of :mod:`fraud_core.db.repository`. Thresholds come from
 :class:`fraud_core.settings.QualitySettings` through the caller.
 """
 

@@ -26,6 +26,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests import warehouse_reads
+
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -223,7 +225,7 @@ def test_dashboard_offline_kpis_live_update_and_verdict(
     first_row.locator(".verdict-fraud").click()
     page.get_by_text(f"Stored: {trans_num} is fraud").wait_for(timeout=15_000)
     with session_scope(clean_db) as session:
-        labels = repository.get_labels(trans_num, session=session)
+        labels = warehouse_reads.get_labels(trans_num, session=session)
     assert [(lab.origin, lab.is_fraud, lab.analyst) for lab in labels if lab.origin == "analyst"] == [
         ("analyst", True, "analyst")
     ]

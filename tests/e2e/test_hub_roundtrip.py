@@ -60,20 +60,20 @@ print(json.dumps(out))
 LOAD = """
 import hashlib, json
 from pathlib import Path
-from fraud_core.ml.hub import download_revision, read_metadata
+from fraud_core.ml.hub import download_revision, read_published_card
 folder = download_revision({repo!r}, {revision!r})
-print(json.dumps({{"folder": str(folder), "metadata": read_metadata(folder),
+print(json.dumps({{"folder": str(folder), "metadata": read_published_card(folder).model_dump(mode="json"),
                    "model_sha256": hashlib.sha256(Path(folder, "model.joblib").read_bytes()).hexdigest()}}))
 """
 
 SERVE = """
 import json
 import pandas as pd
-from fraud_core.ml.serving import ModelHolder
-model = ModelHolder().get()
+from fraud_core.ml.champion import ChampionHolder
+model = ChampionHolder().get()
 features = pd.read_parquet({features!r})
 print(json.dumps({{"version": model.version, "origin": model.ref.origin, "threshold": model.threshold,
-                   "registry_version": model.metadata["registry_version"],
+                   "registry_version": model.card.registry_version,
                    "scores": model.predictor.predict_proba(features).tolist()}}))
 """
 

@@ -19,6 +19,7 @@ from fraud_core.alerts import (
 from fraud_core.db import repository, session_scope
 from fraud_core.db.models import Alert
 from fraud_core.settings import reset_settings
+from tests import warehouse_reads
 from tests.pipeline_support import SmtpSink, WebhookSink, free_port
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,7 @@ def _flag(engine: Engine, trans_num: str, amount: float = 512.3, score: float = 
 
 def _alert(engine: Engine, trans_num: str) -> Alert:
     with session_scope(engine) as session:
-        alert = repository.get_alert("fraud", trans_num, session=session)
+        alert = warehouse_reads.get_alert("fraud", trans_num, session=session)
         assert alert is not None
         return alert
 
@@ -109,7 +110,7 @@ def test_one_alert_per_transaction(clean_db: Engine) -> None:
     _flag(clean_db, "t-dup")
     _flag(clean_db, "t-dup", score=0.99)
     with session_scope(clean_db) as session:
-        alerts = repository.list_alerts(session=session, kind="fraud")
+        alerts = warehouse_reads.list_alerts(session=session, kind="fraud")
     assert [(a.subject, a.score) for a in alerts] == [("t-dup", 0.97)]
 
 

@@ -44,7 +44,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, sample_raw: pd.DataFrame
 
 @pytest.fixture
 def client(clean_db: Engine, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient[Any]]:
-    from fraud_core.ml.serving import ModelHolder, reset_model_holder
+    from fraud_core.ml.champion import ChampionHolder, reset_champion_holder
     from fraud_core.settings import Settings
     from webapp.app import create_app
 
@@ -52,13 +52,13 @@ def client(clean_db: Engine, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CARD_TOKEN_KEY", TOKEN_KEY)
     monkeypatch.delenv("API_KEYS", raising=False)
     settings = Settings()
-    reset_model_holder(ModelHolder(settings))
+    reset_champion_holder(ChampionHolder(settings))
     app = create_app(settings, engine=clean_db, dashboard=False)
     try:
         with TestClient(app) as test_client:
             yield test_client
     finally:
-        reset_model_holder()
+        reset_champion_holder()
 
 
 def _record(row: pd.Series) -> dict[str, Any]:
@@ -92,10 +92,10 @@ def _store(engine: Engine, raw: pd.DataFrame) -> pd.DataFrame:
 
 def test_the_champion_and_label_snapshot_load_at_start_up(client: TestClient[Any]) -> None:
     """A new worker is ready before its first request: no request pays for loading the model."""
-    from fraud_core.ml.serving import get_model_holder
+    from fraud_core.ml.champion import get_champion_holder
 
     scoring = client.app.state["services"].scoring
-    assert get_model_holder().peek() is not None
+    assert get_champion_holder().peek() is not None
     assert scoring._labels is not None and scoring._fast_scorer is not None
 
 
@@ -298,9 +298,9 @@ def test_single_fast_path_equals_the_reference_path(
         record = msgspec.convert(_record(row), TransactionIn)
         fast = engine.score_record(record, started=0.0)
         # the fast path served: a fast scorer, a history reader, and a record it accepts
-        from fraud_core.db.single_history import CardHistoryReader
-        from fraud_core.features.single import canonical_one
-        from webapp.scoring import canonicalise
+        from fraud_core.online.canonical import canonical_one
+        from fraud_core.online.history import CardHistoryReader
+        from fraud_core.pipeline.online_scoring import canonicalise
 
         assert engine._fast_scorer is not None and engine._fast_scorer[1] is not None
         assert isinstance(engine._reader, CardHistoryReader)

@@ -246,9 +246,9 @@ def test_bad_input_is_422_even_when_the_scoring_engine_has_no_model(
     clean_db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The production set-up: the engine exists and loads its model lazily, but no champion exists yet."""
-    from fraud_core.ml.serving import ModelUnavailableError
+    from fraud_core.ml.champion import ModelUnavailableError
+    from fraud_core.pipeline.online_scoring import OnlineScorer
     from webapp.app import create_app
-    from webapp.scoring import ScoringEngine
 
     class NoChampion:
         def get(self) -> Any:
@@ -260,7 +260,7 @@ def test_bad_input_is_422_even_when_the_scoring_engine_has_no_model(
     app = create_app(
         _settings(monkeypatch, None),
         engine=clean_db,
-        scoring=lambda services: ScoringEngine(services, holder=NoChampion()),
+        scoring=lambda services: OnlineScorer(services, holder=NoChampion()),
         dashboard=False,
     )
     with TestClient(app) as test_client:

@@ -2,7 +2,7 @@
 
 The warehouse holds the whole bundled sample (history and the later period, labels included). The
 flow scores six weeks of the later period in weekly chunks on two Dask processes. The live path
-(:func:`fraud_core.pipeline.score.online_features` then ``predict``, on batches read as the feed
+(:func:`fraud_core.pipeline.batch_scoring.features_from_warehouse` then ``predict``, on batches read as the feed
 delivers them) must give exactly the stored scores, for batches that straddle a chunk boundary too;
 a second run stores nothing new; every transaction has one score.
 """
@@ -28,7 +28,7 @@ BOUNDARY = datetime(2020, 6, 28, 12, 14)  # the end of the first 7-day chunk
 @pytest.fixture(scope="module")
 def warehouse(pg_database_factory: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from fraud_core.db.importer import import_file
-    from fraud_core.ml.serving import reset_model_holder
+    from fraud_core.ml.champion import reset_champion_holder
     from fraud_core.settings import reset_settings
 
     url = pg_database_factory(migrate=True)
@@ -41,13 +41,13 @@ def warehouse(pg_database_factory: Callable[..., str], tmp_path_factory: pytest.
     patch.setenv("CARD_TOKEN_KEY", TOKEN_KEY)
     patch.delenv("PREFECT_FLOWS_DASK_SCHEDULER_ADDRESS", raising=False)
     reset_settings()
-    reset_model_holder()
+    reset_champion_holder()
     try:
         yield url
     finally:
         patch.undo()
         reset_settings()
-        reset_model_holder()
+        reset_champion_holder()
 
 
 def _stored_scores(url: str) -> pd.DataFrame:
@@ -65,18 +65,18 @@ def _live_scores(batch_raw: pd.DataFrame) -> pd.DataFrame:
     """What the live flow computes for a batch as the feed delivers it."""
     from fraud_core.data import to_canonical
     from fraud_core.db import make_engine, session_scope
-    from fraud_core.ml.serving import get_model_holder
-    from fraud_core.pipeline import score as scoring
+    from fraud_core.ml.champion import get_champion_holder
+    from fraud_core.pipeline import batch_scoring
 
     batch = to_canonical(batch_raw, token_key=TOKEN_KEY).frame
-    model = get_model_holder().get()
+    model = get_champion_holder().get()
     engine = make_engine()
     try:
         with session_scope(engine) as session:
-            features = scoring.online_features(
-                batch, session=session, label_delay_days=scoring.label_delay_days(model, 7)
+            features = batch_scoring.features_from_warehouse(
+                batch, session=session, label_delay_days=batch_scoring.label_delay_days(model, 7)
             )
-            return scoring.predict(features, batch, model=model, received_at=datetime.now(UTC))
+            return batch_scoring.predict(features, batch, model=model, received_at=datetime.now(UTC))
     finally:
         engine.dispose()
 
@@ -110,12 +110,12 @@ def test_backfill_gives_the_live_scores_once_per_transaction(prefect: None, ware
     # again with other chunks, every transaction re-scored (the chunk function alone, without
     # starting a second Dask cluster): nothing new is stored
     from fraud_core.db import make_engine
-    from fraud_core.ml.serving import get_model_holder
-    from fraud_core.system.backfill import plan_chunks, score_range
+    from fraud_core.ml.champion import get_champion_holder
+    from fraud_core.pipeline.backfill import plan_chunks, score_range
 
     engine = make_engine()
     try:
-        model = get_model_holder().get()
+        model = get_champion_holder().get()
         again = [
             score_range(a, b, engine=engine, model=model, only_unscored=False) for a, b in plan_chunks(START, END, 3)
         ]

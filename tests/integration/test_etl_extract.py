@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fraud_core.data import read_raw
-from fraud_core.pipeline.extract import SourceClient, SourceError
+from fraud_core.data.feed import SourceClient, SourceError
 from simulator.faults import Fault
 from tests.pipeline_support import FIXTURES, FeedServer, free_port
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from fraud_core.data import to_canonical
 from fraud_core.db import make_engine, repository, session_scope, shared_engine
-from fraud_core.ml.serving import reset_model_holder
+from fraud_core.ml.champion import reset_champion_holder
 from fraud_core.settings import reset_settings
 from simulator.faults import Fault
 from tests.pipeline_support import (
@@ -80,7 +80,7 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url_env: str, model_dir: Path)
     )
     yield configure
     reset_settings()
-    reset_model_holder()
+    reset_champion_holder()
 
 
 def _history(engine: Engine, sample: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
@@ -257,7 +257,7 @@ def test_database_restart_in_the_middle_of_a_run_loses_and_doubles_nothing(
     monkeypatch: pytest.MonkeyPatch,
     feed_raw: pd.DataFrame,
 ) -> None:
-    import flows.etl_and_predict as module
+    import fraud_core.pipeline.etl_and_predict as module
     from fraud_core.db.migrate import upgrade
 
     n_valid = len(feed_raw) - 2

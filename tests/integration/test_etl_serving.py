@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fraud_core.ml import registry
-from fraud_core.ml.serving import ModelHolder, ModelUnavailableError
+from fraud_core.ml.champion import ChampionHolder, ModelUnavailableError
 from fraud_core.settings import MLflowSettings, ModelSettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -31,12 +31,12 @@ def _artifact(folder: Path, threshold: float) -> Path:
     return folder
 
 
-def _holder(settings: Settings, clock: Clock, loaded: list[Path]) -> ModelHolder:
+def _holder(settings: Settings, clock: Clock, loaded: list[Path]) -> ChampionHolder:
     def loader(directory: Path, version: str) -> str:
         loaded.append(directory)
         return f"predictor:{directory.name}"
 
-    return ModelHolder(settings, loader=loader, clock=clock)
+    return ChampionHolder(settings, loader=loader, clock=clock)
 
 
 def test_model_path_loaded_once_and_reloaded_when_replaced(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from fraud_core.db import repository, session_scope
-from fraud_core.db.pipeline_repo import CursorMovedError
-from fraud_core.db.repository import unscored_trans_nums
-from fraud_core.pipeline.steps import store_labels, store_transactions, validate_labels, validate_transactions
+from fraud_core.db.repository import CursorMovedError, unscored_trans_nums
+from fraud_core.pipeline.etl_and_predict import store_labels, store_transactions, validate_labels, validate_transactions
+from tests import warehouse_reads
 from tests.pipeline_support import FIXTURES, TOKEN_KEY
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_labels_are_validated_and_stored_with_their_cursor(clean_db: Engine) -> 
     with session_scope(clean_db) as session:
         assert store_labels(feed, session=session, source="feed", start_cursor=None, next_cursor="5") == (2, 3)
     with session_scope(clean_db) as session:
-        labels = [lab for t in ("a1", "a2", "a3") for lab in repository.get_labels(t, session=session)]
+        labels = [lab for t in ("a1", "a2", "a3") for lab in warehouse_reads.get_labels(t, session=session)]
         cursor = repository.get_cursor("feed", session=session)
     assert [(lab.trans_num, lab.is_fraud, lab.origin) for lab in labels] == [
         ("a1", True, "feed"),
@@ -118,7 +118,7 @@ def test_bulk_predictions_match_the_repository_insert(clean_db: Engine) -> None:
         other = frame.assign(model_version="8")
         assert repository.insert_predictions(other.to_dict(orient="records"), session=session) == 3
     with session_scope(clean_db) as session:
-        bulk = [repository.get_predictions(t, session=session) for t in ("p1", "p2", "p3")]
+        bulk = [warehouse_reads.get_predictions(t, session=session) for t in ("p1", "p2", "p3")]
     for pair in bulk:
         eight, seven = sorted(pair, key=lambda p: p.model_version, reverse=True)
         fields = ("score", "threshold", "decision", "risk_level", "reasons", "scored_at", "latency_ms", "role")

@@ -22,7 +22,7 @@ from fraud_core.db.history import fetch_card_history, fetch_label_stats
 from fraud_core.features import (
     NUMERIC_FEATURES,
     build_features,
-    build_online_features,
+    build_features_with_history,
     history_window,
     label_events_from_frame,
     select_card_history,
@@ -133,7 +133,7 @@ def _check_batches(session: Session, frame: pd.DataFrame, batches: list[pd.DataF
         _assert_same_rows(history, select_card_history(effective, window))
         labels = fetch_label_stats(window, session=session)
         _assert_same_label_totals(labels, select_label_events(effective, window))
-        online = build_online_features(new.drop(columns="is_fraud"), history, labels, label_delay_days=DELAY_DAYS)
+        online = build_features_with_history(new.drop(columns="is_fraud"), history, labels, label_delay_days=DELAY_DAYS)
         _assert_same_features(online, batch_features.loc[new.index])
 
 
@@ -193,7 +193,7 @@ def test_postgres_orders_trans_num_by_code_point_whatever_the_database_collation
 
     from fraud_core.db import make_engine
     from fraud_core.db.repository.transactions import load_transactions
-    from fraud_core.db.single_history import CardHistoryReader
+    from fraud_core.online.history import CardHistoryReader
 
     url = pg_database_factory(options="TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
     engine = make_engine(url)

@@ -22,11 +22,12 @@ from sqlmodel import Session
 
 from fraud_core.data import to_canonical
 from fraud_core.db import make_engine, repository, session_scope
-from fraud_core.ml.serving import ModelHolder, reset_model_holder
-from fraud_core.pipeline import score as scoring
-from fraud_core.quality import weekly
+from fraud_core.ml.champion import ChampionHolder, reset_champion_holder
+from fraud_core.pipeline import batch_scoring
+from fraud_core.pipeline import weekly_quality as weekly
 from fraud_core.quality.results import QualityReport, Status
 from fraud_core.settings import Settings, get_settings, reset_settings
+from tests import warehouse_reads
 from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, SmtpSink, env_setter, train_quick_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,7 +65,7 @@ def env(model_dir: Path, pg_database_factory: Callable[..., str]) -> Iterator[Ca
     yield configure
     monkeypatch.undo()
     reset_settings()
-    reset_model_holder()
+    reset_champion_holder()
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +76,15 @@ def engine(env: Callable[..., None]) -> Iterator[Engine]:
     raw = pd.read_parquet(SAMPLE_PATH)
     raw = raw[(raw["trans_date_trans_time"] >= HISTORY_START) & (raw["trans_date_trans_time"] < END)]
     frame = to_canonical(raw, token_key=TOKEN_KEY, require_label=True).frame
-    model = ModelHolder(settings).get()
+    model = ChampionHolder(settings).get()
     with session_scope(engine) as session:
         repository.insert_transactions(frame, session=session, source="feed")
         repository.upsert_labels(frame[["trans_num", "is_fraud"]], session=session, origin="feed")
         # arrivals on the event clock: each transaction came in 2 s after it happened
         session.execute(sa.text("UPDATE transactions SET ingested_at = event_time + interval '2 seconds'"))
         week = frame[frame["event_time"] >= START - timedelta(days=7)].reset_index(drop=True)
-        features = scoring.online_features(week, session=session, label_delay_days=7)
-        scored = scoring.predict(features, week, model=model, received_at=START.replace(tzinfo=UTC), reasons=0)
+        features = batch_scoring.features_from_warehouse(week, session=session, label_delay_days=7)
+        scored = batch_scoring.predict(features, week, model=model, received_at=START.replace(tzinfo=UTC), reasons=0)
         scored["scored_at"] = (week["event_time"] + pd.Timedelta(seconds=3)).dt.tz_localize("UTC")
         scored["latency_ms"] = 1500.0
         repository.insert_predictions(scored, session=session)
@@ -103,11 +104,11 @@ def engine(env: Callable[..., None]) -> Iterator[Engine]:
 
 def _report(session: Session, settings: Settings | None = None) -> QualityReport:
     settings = settings or get_settings()
-    model = ModelHolder(settings).get()
+    model = ChampionHolder(settings).get()
     window = weekly.resolve_window(settings, start=START, end=END)
 
     def features(s: Session, frame: pd.DataFrame) -> pd.DataFrame:
-        return scoring.online_features(frame, session=s, label_delay_days=7)
+        return batch_scoring.features_from_warehouse(frame, session=s, label_delay_days=7)
 
     return weekly.build_report(
         session,
@@ -256,7 +257,7 @@ def test_flow_stores_and_publishes_the_report_then_fails_and_alerts_on_a_failing
         with session_scope(engine) as s:
             stored = repository.latest_quality_report(session=s)
             assert stored is not None and stored.status == "fail"
-            alert = repository.get_alert("quality", f"quality-report-{stored.id}", session=s)
+            alert = warehouse_reads.get_alert("quality", f"quality-report-{stored.id}", session=s)
             assert alert is not None and alert.status == "sent" and alert.channels == {"email": "sent"}
         assert len(smtp.messages) == 1
         message = smtp.messages[0]

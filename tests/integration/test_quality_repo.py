@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from fraud_core.data.validation import load_canonical
-from fraud_core.db import quality_repo, repository
-from fraud_core.db.audit import PromotionAuditCreate
+from fraud_core.db import repository
+from fraud_core.db.models import PromotionAuditCreate
+from tests import warehouse_reads
 
 pytestmark = pytest.mark.integration
 
@@ -75,29 +76,29 @@ def test_labels_predictions_runs_and_rejections_come_back_per_window(db_session:
     )
     session.commit()
 
-    assert quality_repo.count_transactions_between(START, END, session=session) == len(inside)
-    counts = quality_repo.rejected_counts_between(START, END, session=session)
+    assert repository.count_transactions_between(START, END, session=session) == len(inside)
+    counts = repository.rejected_counts_between(START, END, session=session)
     assert (counts.total, counts.duplicates) == (2, 1)
-    assert quality_repo.rejected_counts_between(END, END + timedelta(days=1), session=session).total == 0
+    assert repository.rejected_counts_between(END, END + timedelta(days=1), session=session).total == 0
 
-    runs = quality_repo.pipeline_runs_between(START, END, session=session, flow_name="etl-and-predict")
+    runs = repository.pipeline_runs_between(START, END, session=session, flow_name="etl-and-predict")
     assert runs["status"].tolist() == ["completed", "completed", "failed"]
     assert runs["started_at"].iloc[1] == pd.Timestamp(START + timedelta(hours=1))
 
-    latencies = quality_repo.scoring_latencies_between(START, END, session=session)
+    latencies = repository.scoring_latencies_between(START, END, session=session)
     assert sorted(latencies.tolist()) == [float(i + 1) for i in range(100)]
 
-    scores = quality_repo.labelled_scores_between(START, END, session=session)
+    scores = repository.labelled_scores_between(START, END, session=session)
     assert len(scores) == 100 and set(scores.columns) >= {"card_id", "is_fraud", "score", "threshold"}
     expected = scored.set_index("trans_num")["is_fraud"].copy()
     expected[expected.index.isin(legit)] = 1
     assert scores.set_index("trans_num")["is_fraud"].sort_index().tolist() == expected.sort_index().tolist()
 
-    labelled = quality_repo.labelled_transactions_between(START, END, session=session)
+    labelled = repository.labelled_transactions_between(START, END, session=session)
     assert len(labelled) == len(inside)
     assert int(labelled["is_fraud"].sum()) == int(inside["is_fraud"].sum()) + 2
     assert labelled["event_time"].dtype == "datetime64[us]"
-    assert quality_repo.label_counts_between(START, END, session=session) == (
+    assert warehouse_reads.label_counts_between(START, END, session=session) == (
         len(inside),
         int(inside["is_fraud"].sum()) + 2,
     )
@@ -105,7 +106,7 @@ def test_labels_predictions_runs_and_rejections_come_back_per_window(db_session:
 
 def test_promotion_audit_round_trip(db_session: Session) -> None:
     for version, promoted in (("1", True), ("2", False)):
-        quality_repo.insert_promotion_audit(
+        repository.insert_promotion_audit(
             PromotionAuditCreate(
                 model_name="fraud-detector",
                 challenger_version=version,
@@ -124,7 +125,7 @@ def test_promotion_audit_round_trip(db_session: Session) -> None:
             session=db_session,
         )
     db_session.commit()
-    rows = quality_repo.list_promotion_audits(session=db_session, model_name="fraud-detector")
+    rows = warehouse_reads.list_promotion_audits(session=db_session, model_name="fraud-detector")
     assert [(r.challenger_version, r.promoted) for r in rows] == [("2", False), ("1", True)]
     assert rows[0].champion_metrics == {"pr_auc": 0.9} and rows[0].eval_start is not None
     assert db_session.execute(sa.text("SELECT count(*) FROM promotion_decisions")).scalar_one() == 2

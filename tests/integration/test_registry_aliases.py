@@ -9,6 +9,7 @@ import pytest
 
 from fraud_core.ml import registry
 from fraud_core.settings import MLflowSettings
+from tests import warehouse_reads
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def test_cli_shows_aliases_and_a_manual_rollback_is_audited(
     client, store: MLflowSettings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
     from fraud_cli.main import main
-    from fraud_core.db import make_engine, quality_repo, session_scope
+    from fraud_core.db import make_engine, session_scope
     from fraud_core.settings import reset_settings
 
     registry.promote(NAME, 1, client=client)
@@ -98,7 +99,7 @@ def test_cli_shows_aliases_and_a_manual_rollback_is_audited(
     assert registry.aliases(NAME, client=client) == {"champion": "1"}
     engine = make_engine(sqlite_url)
     with session_scope(engine) as session:
-        (audit,) = quality_repo.list_promotion_audits(session=session)
+        (audit,) = warehouse_reads.list_promotion_audits(session=session)
         assert (audit.challenger_version, audit.champion_version, audit.promoted) == ("1", "2", True)
         assert audit.reason == "promoted by hand: version 2 misbehaves"
     engine.dispose()

@@ -20,12 +20,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fraud_core.data import to_canonical
-from fraud_core.db import make_engine, quality_repo, repository, session_scope
+from fraud_core.db import make_engine, repository, session_scope
 from fraud_core.ml import registry
-from fraud_core.ml.challenger import ChallengerHolder, reset_challenger_holder, shadow_score
-from fraud_core.ml.pipeline import HGB_PARAMS
-from fraud_core.ml.serving import ModelHolder, get_model_holder, reset_model_holder
+from fraud_core.ml.champion import (
+    ChallengerHolder,
+    ChampionHolder,
+    get_champion_holder,
+    reset_challenger_holder,
+    reset_champion_holder,
+)
+from fraud_core.ml.estimator import HGB_PARAMS
+from fraud_core.pipeline.shadow import shadow_score
 from fraud_core.settings import MLflowSettings, get_settings, reset_settings
+from tests import warehouse_reads
 from tests.hub_support import FakeHub
 from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, FeedServer, env_setter
 
@@ -79,14 +86,14 @@ def env(
         HF_MODEL_REVISION=None,
         MODEL_RELOAD_CHECK_SECONDS=0,
     )
-    reset_model_holder()
+    reset_champion_holder()
     reset_challenger_holder()  # process-wide, it keeps the settings of whichever test made it
     # The product's training code, with a short boosting run so that three retrainings take seconds.
     with patch.dict(HGB_PARAMS, {"max_iter": 40}):
         yield configure
     monkeypatch.undo()
     reset_settings()
-    reset_model_holder()
+    reset_champion_holder()
     reset_challenger_holder()
 
 
@@ -139,7 +146,7 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
     assert first["promoted"] and first["champion_version"] is None and first["challenger_version"] == "1"
     assert first["challenger"]["pr_auc"] < 0.3  # it learnt noise
     assert _aliases(mlflow_uri) == {"champion": "1"}
-    serving = get_model_holder()  # the process-wide holder the live flow and /predict use
+    serving = get_champion_holder()  # the process-wide holder the live flow and /predict use
     assert serving.get().version == "1"
     plan = first["plan"]
     assert pd.Timestamp(plan["eval_start"]) == eval_start
@@ -180,7 +187,7 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
 
     # the audit trail: every decision, with both sets of figures and the reasons
     with session_scope(engine) as session:
-        audits = quality_repo.list_promotion_audits(session=session, model_name=NAME)
+        audits = warehouse_reads.list_promotion_audits(session=session, model_name=NAME)
         rows = {r.challenger_version: r for r in audits}
         assert [r.challenger_version for r in audits] == ["3", "2", "1"]
         refused = rows["3"]
@@ -194,7 +201,7 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
         assert rows["2"].promoted and rows["2"].champion_version == "1"
         assert rows["1"].promoted and rows["1"].champion_version is None and "no champion yet" in rows["1"].reason
         # the warehouse's model versions follow the aliases (the dashboard reads them)
-        versions = {v.version: v for v in repository.list_model_versions(session=session, name=NAME)}
+        versions = {v.version: v for v in warehouse_reads.list_model_versions(session=session, name=NAME)}
         assert {k: v.alias for k, v in versions.items()} == {"1": None, "2": "champion", "3": "challenger"}
         assert versions["2"].hub_revision == "v2" and versions["3"].hub_revision is None
 
@@ -215,7 +222,7 @@ def test_bad_labels_lose_better_model_wins_alias_moves_and_audit_explains(
 
     # serving picks up the new champion without a restart; the challenger is shadow-scored
     settings = get_settings()
-    assert ModelHolder(settings).refresh().version == "2"
+    assert ChampionHolder(settings).refresh().version == "2"
     holder = ChallengerHolder(settings)
     assert holder.current() is not None and holder.current().version == "3"  # type: ignore[union-attr]
     _check_shadow_scores(engine, frame, holder)
@@ -233,7 +240,7 @@ def _check_live_flow_uses_the_champion(engine: Engine, env: Callable[..., None])
         state = etl_and_predict(return_state=True, deliver=False)
         assert state.is_completed(), state.message
     # no restart: the same process-wide holder loaded version 1, then version 2 when the alias moved
-    assert get_model_holder().loads == 2 and get_model_holder().get().version == "2"
+    assert get_champion_holder().loads == 2 and get_champion_holder().get().version == "2"
     with engine.connect() as connection:
         versions = connection.execute(
             sa.text(

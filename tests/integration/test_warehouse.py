@@ -26,6 +26,7 @@ from fraud_core.db.models import (
     TransactionKey,
 )
 from fraud_core.db.partitions import DEFAULT_PARTITION, ensure_partitions, partition_bounds, partition_name
+from tests import warehouse_reads
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +160,7 @@ def test_labels_upsert_per_origin(db_session: Session) -> None:
     assert repo.upsert_labels(changed, session=db_session, origin="feed") == 1
     verdict = repo.record_verdict("a", False, session=db_session, analyst="ana", note="customer confirmed")
     assert (verdict.origin, verdict.is_fraud, verdict.analyst) == ("analyst", False, "ana")
-    labels = repo.get_labels("a", session=db_session)
+    labels = warehouse_reads.get_labels("a", session=db_session)
     assert [(lab.origin, lab.is_fraud) for lab in labels] == [("analyst", False), ("feed", True)]
     stored = db_session.exec(select(Label).order_by(Label.trans_num, Label.origin)).all()
     assert [(lab.trans_num, lab.origin, lab.is_fraud) for lab in stored] == [
@@ -320,7 +321,7 @@ def test_review_queue_and_verdicts(db_session: Session, scored: pd.DataFrame) ->
     assert queue["card"].str.startswith("**** ").all()
     done = queue["trans_num"].iloc[:3]
     verdicts = pd.DataFrame({"trans_num": done, "is_fraud": [1, 0, 1], "note": ["x", None, "y"]})
-    assert repo.submit_verdicts(verdicts, session=db_session, analyst="ana") == 3
+    assert warehouse_reads.submit_verdicts(verdicts, session=db_session, analyst="ana") == 3
     after = repo.review_queue(session=db_session, limit=1_000)
     assert set(after["trans_num"]) == set(flagged["trans_num"]) - set(done)
 
@@ -386,7 +387,7 @@ def test_alert_lifecycle(db_session: Session) -> None:
     sent = repo.record_alert_attempt(other.id, session=db_session, channels={"webhook": "sent"})
     assert sent.status == "sent" and sent.delivered_at is not None and sent.channels == {"webhook": "sent"}
     db_session.commit()
-    assert [a.subject for a in repo.list_alerts(session=db_session, status="sent")] == ["report-7"]
+    assert [a.subject for a in warehouse_reads.list_alerts(session=db_session, status="sent")] == ["report-7"]
 
 
 def test_cursors(db_session: Session) -> None:
@@ -401,13 +402,13 @@ def test_cursors(db_session: Session) -> None:
 def test_pipeline_runs(db_session: Session) -> None:
     run = repo.start_pipeline_run(session=db_session, flow_run_id="r1", flow_name="ingest")
     assert run.status == "running"
-    repo.update_pipeline_counts("r1", {"extracted": 10}, session=db_session)
+    warehouse_reads.update_pipeline_counts("r1", {"extracted": 10}, session=db_session)
     done = repo.finish_pipeline_run("r1", session=db_session, status="completed", counts={"loaded": 9, "scored": 9})
     assert done.counts == {"extracted": 10, "loaded": 9, "scored": 9}
     assert done.finished_at is not None
     repo.start_pipeline_run(session=db_session, flow_run_id="r2", flow_name="ingest")
     repo.finish_pipeline_run("r2", session=db_session, status="failed", error="feed unreachable")
-    runs = repo.latest_pipeline_runs(session=db_session, flow_name="ingest")
+    runs = warehouse_reads.latest_pipeline_runs(session=db_session, flow_name="ingest")
     assert [(r.flow_run_id, r.status) for r in runs] == [("r2", "failed"), ("r1", "completed")]
     with pytest.raises(sa.exc.IntegrityError):
         repo.finish_pipeline_run("r1", session=db_session, status="exploded")
@@ -429,7 +430,7 @@ def test_model_versions_and_quality_reports(db_session: Session) -> None:
         )
     repo.set_model_alias("fraud-detector", "1", "champion", session=db_session)
     repo.set_model_alias("fraud-detector", "2", "champion", session=db_session)
-    champion = repo.latest_model_version(session=db_session, alias="champion")
+    champion = warehouse_reads.latest_model_version(session=db_session, alias="champion")
     assert champion is not None and champion.version == "2"
     assert repo.get_model_version("fraud-detector", "1", session=db_session).alias is None  # type: ignore[union-attr]
     assert champion.train_start == datetime(2019, 1, 1, tzinfo=UTC)
@@ -497,5 +498,5 @@ def test_aware_times_are_stored_as_the_same_instant(db_session: Session) -> None
     )
     stored = db_session.execute(sa.text("SELECT labelled_at AT TIME ZONE 'UTC' FROM labels")).scalar_one()
     assert stored == datetime(2020, 6, 1, 10, 0)
-    label = repo.get_labels("z", session=db_session)[0]
+    label = warehouse_reads.get_labels("z", session=db_session)[0]
     assert label.labelled_at == datetime(2020, 6, 1, 10, 0, tzinfo=UTC)

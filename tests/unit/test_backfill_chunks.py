@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from fraud_core.system.backfill import plan_chunks
+from fraud_core.pipeline.backfill import plan_chunks
 
 pytestmark = pytest.mark.unit
 

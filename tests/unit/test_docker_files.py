@@ -192,7 +192,7 @@ def test_compose_wires_services_by_environment(compose: dict[str, Any]) -> None:
 
 
 def test_compose_environment_names_are_real_settings(compose: dict[str, Any]) -> None:
-    from fraud_core.system.settings_doc import setting_docs
+    from fraud_cli.settings_table import setting_docs
 
     known = {name for doc in setting_docs() for name in doc.names}
     for name in ("bootstrap", "worker", "source", "webapp"):

@@ -17,7 +17,7 @@ from fraud_core.features import (
     FEATURE_COLUMNS,
     NUMERIC_FEATURES,
     build_features,
-    build_online_features,
+    build_features_with_history,
     history_window,
     label_events_from_frame,
     select_card_history,
@@ -58,7 +58,7 @@ def online_for(new: pd.DataFrame, warehouse: pd.DataFrame) -> pd.DataFrame:
     window = history_window(new, label_delay_days=DELAY_DAYS)
     history = select_card_history(warehouse, window)
     events = select_label_events(warehouse, window)
-    return build_online_features(new.drop(columns="is_fraud"), history, events, label_delay_days=DELAY_DAYS)
+    return build_features_with_history(new.drop(columns="is_fraud"), history, events, label_delay_days=DELAY_DAYS)
 
 
 @pytest.mark.parametrize(
@@ -166,6 +166,8 @@ def test_online_equals_batch_on_random_frames_with_ties(seed: int) -> None:
 
 def test_online_without_history_or_labels() -> None:
     frame = _random_frame(np.random.default_rng(11), 50)
-    online = build_online_features(frame.drop(columns="is_fraud"), frame.iloc[0:0], None, label_delay_days=DELAY_DAYS)
+    online = build_features_with_history(
+        frame.drop(columns="is_fraud"), frame.iloc[0:0], None, label_delay_days=DELAY_DAYS
+    )
     assert_same_features(online, build_features(frame, None, label_delay_days=DELAY_DAYS))
     assert online["merchant_fraud_rate"].isna().all()

@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 
 from fraud_core.features import FEATURE_COLUMNS
 from fraud_core.ml.artifact import ArtifactError, ModelArtifact, load_artifact, read_metadata, save_artifact
+from fraud_core.ml.estimator import FeatureEncoder, make_pipeline
 from fraud_core.ml.metrics import card_precision_at_k, compute_metrics, metrics_from_scores
-from fraud_core.ml.pipeline import FeatureEncoder, make_pipeline
 from fraud_core.ml.train import TrainingError, choose_threshold
 
 pytestmark = pytest.mark.unit

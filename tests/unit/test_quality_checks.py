@@ -268,7 +268,7 @@ def test_latency_percentiles() -> None:
 
 
 def test_window_defaults_to_the_last_days_of_the_wall_clock() -> None:
-    from fraud_core.quality.weekly import resolve_window
+    from fraud_core.pipeline.weekly_quality import resolve_window
     from fraud_core.settings import QualitySettings, Settings
 
     now = datetime(2025, 3, 10, 6, 0)
@@ -279,7 +279,7 @@ def test_window_defaults_to_the_last_days_of_the_wall_clock() -> None:
 
 
 def test_window_anchored_on_the_newest_transaction_for_replays_keeps_arrivals_on_the_wall_clock() -> None:
-    from fraud_core.quality.weekly import resolve_window
+    from fraud_core.pipeline.weekly_quality import resolve_window
     from fraud_core.settings import QualitySettings, Settings
 
     settings = Settings(quality=QualitySettings(window_anchor="latest"))

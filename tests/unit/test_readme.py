@@ -31,7 +31,7 @@ def _cli_commands() -> set[str]:
 
 
 def test_settings_table_is_generated_from_the_settings() -> None:
-    from fraud_core.system.settings_doc import markdown_table, replace_table
+    from fraud_cli.settings_table import markdown_table, replace_table
 
     document = README.read_text()
     assert replace_table(document, markdown_table()) == document, (
@@ -40,7 +40,7 @@ def test_settings_table_is_generated_from_the_settings() -> None:
 
 
 def test_settings_table_lists_every_setting_once() -> None:
-    from fraud_core.system.settings_doc import setting_docs
+    from fraud_cli.settings_table import setting_docs
 
     docs = setting_docs()
     names = [name for d in docs for name in d.names]

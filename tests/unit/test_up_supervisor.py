@@ -240,7 +240,7 @@ def test_the_repository_prefect_yaml_deploys_every_flow() -> None:
 
 
 def test_split_sample_cuts_in_time_and_moves_both_parts_by_the_same_whole_weeks(tmp_path: Path) -> None:
-    from fraud_core.system.demo import DEFAULT_SPLIT_AT, split_sample
+    from fraud_core.data.demo import DEFAULT_SPLIT_AT, split_sample
 
     now = pd.Timestamp("2026-03-04 10:00", tz="UTC")
     files = split_sample(SAMPLE, tmp_path, now=now)
@@ -262,7 +262,7 @@ def test_split_sample_cuts_in_time_and_moves_both_parts_by_the_same_whole_weeks(
 
 
 def test_split_sample_leaves_out_what_the_warehouse_already_holds(tmp_path: Path) -> None:
-    from fraud_core.system.demo import split_sample
+    from fraud_core.data.demo import split_sample
 
     now = pd.Timestamp("2026-03-04 10:00", tz="UTC")
     full = split_sample(SAMPLE, tmp_path / "a", now=now)

@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from webapp.services import Services
+import panel as pn
+
+from fraud_core.pipeline.dashboard import DashboardData
+from webapp.dashboard.views import ExploreView, LiveView, PerformanceView, QualityView, ReviewView
 
 
-def make_dashboard_page(services: Services, *, live_refresh_seconds: float = 3.0) -> Callable[[], Any]:
+def make_dashboard_page(data: DashboardData, *, live_refresh_seconds: float = 3.0) -> Callable[[], Any]:
     """The per-session page factory.
 
     Args:
-        services: the app's services (the engine is read when a session starts).
+        data: the dashboard's reads and actions over the app's warehouse.
         live_refresh_seconds: how often the Live tab refreshes by itself.
     """
 
     def page() -> Any:
-        import panel as pn
-
-        from webapp.dashboard.data import DashboardData
-        from webapp.dashboard.views import ExploreView, LiveView, PerformanceView, QualityView, ReviewView
-
         pn.extension("tabulator", notifications=False)
-        data = DashboardData(services.require_engine)
         live = LiveView(data, refresh_seconds=live_refresh_seconds)
         performance = PerformanceView(data)
         explore = ExploreView(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 
 def threshold_metrics(frame: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +38,6 @@ def threshold_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 def pr_curves(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """Precision-recall curve per ``"version (role)"``: (recall, precision, average precision)."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
 
     out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     if frame.empty:

@@ -21,13 +21,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import panel as pn
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from litestar import asgi
 from litestar.handlers.asgi_handlers import ASGIRouteHandler
-
-if TYPE_CHECKING:
-    from litestar.types import Receive, Scope, Send
+from litestar.types import Receive, Scope, Send
+from panel.io.fastapi import add_applications
 
 #: Where the dashboard lives in the app's URL space.
 DASHBOARD_PATH = "/dashboard"
@@ -53,10 +55,6 @@ class MountedDashboard:
         """
         # Panel and Bokeh read their resource mode from these; "server" serves BokehJS from this
         # app (the default of a Bokeh server), never from the CDN.
-        import panel as pn
-        from fastapi import FastAPI
-        from fastapi.responses import FileResponse
-        from panel.io.fastapi import add_applications
 
         pn.config.resources = "server"  # type: ignore[assignment]
 

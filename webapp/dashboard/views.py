@@ -20,7 +20,7 @@ import param
 from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 
-from webapp.dashboard.data import DashboardData, default_window
+from fraud_core.pipeline.dashboard import DashboardData, default_window
 from webapp.dashboard.metrics import pr_curves, shadow_comparison, threshold_metrics
 
 log = logging.getLogger(__name__)

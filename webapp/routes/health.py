@@ -6,11 +6,11 @@ from typing import Literal
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from webapp.services import Services
+from fraud_core.db import ping
+from webapp.dependencies import Scorer, Warehouse
 
 
 class ComponentHealth(msgspec.Struct):
@@ -45,10 +45,10 @@ class HealthController(Controller):
         responses={503: ResponseSpec(data_container=HealthStatus, description="Not ready: see which part failed")},
         sync_to_thread=True,  # the database ping blocks; health checks are rare
     )
-    def health(self, services: NamedDependency[Services]) -> Response[HealthStatus]:
+    def health(self, engine: Warehouse, scorer: Scorer) -> Response[HealthStatus]:
         """200 when the service can score (database reachable, model loaded), 503 otherwise."""
-        db_ok, db_detail = services.ping_database()
-        model_ok, model_detail, version = services.model_status()
+        db_ok, db_detail = ping(engine)
+        model_ok, model_detail, version = scorer.status()
         ready = db_ok and model_ok
         body = HealthStatus(
             status="ok" if ready else "unavailable",

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from litestar import Controller, get
-from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
-from webapp.errors import ServiceUnavailable
+from webapp.dependencies import AppSettings, Scorer
 from webapp.schemas import ErrorOut, ModelOut
-from webapp.services import Services
+
+
+def _metric(value: object) -> float | int | str | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float | str) or value is None:
+        return value
+    return None
 
 
 class ModelController(Controller):
@@ -20,8 +27,17 @@ class ModelController(Controller):
         summary="The serving model",
         responses={503: ResponseSpec(data_container=ErrorOut, description="No model loaded")},
     )
-    async def model(self, services: NamedDependency[Services]) -> ModelOut:
+    async def model(self, scorer: Scorer, settings: AppSettings) -> ModelOut:
         """The champion the app scores with: version, training period, threshold and metrics."""
-        if services.scoring is None:
-            raise ServiceUnavailable(detail="no model loaded")
-        return services.scoring.model_info()
+        model = scorer.model()
+        card = model.card
+        return ModelOut(
+            name=card.registered_model or settings.mlflow.registered_model_name,
+            version=str(model.version),
+            kind=card.model_kind,
+            threshold=float(card.threshold),
+            train_start=card.train_start.isoformat(),
+            train_end=card.train_end.isoformat(),
+            metrics={k: _metric(v) for k, v in card.validation_metrics.items() if _metric(v) is not None or v is None},
+            loaded_at=pd.Timestamp(model.loaded_at, unit="s", tz="UTC").isoformat(),
+        )

@@ -1,25 +1,26 @@
 """``POST /predict`` and ``POST /predict/batch``: score transactions in the Kaggle schema.
 
-The handlers are ``async`` and call the scoring engine directly: one transaction's features and
-model evaluation take well under a millisecond of CPU, so a thread hand-off would cost more than it
-saves; the app runs one process per core for parallelism.
+The handlers map the request to :class:`fraud_core.pipeline.online_scoring.OnlineScorer` and its
+answer back; nothing about features or models lives here. They are ``async`` and score in the
+calling thread: one transaction takes well under a millisecond of CPU, so a thread hand-off would
+cost more than it saves; the app runs one process per core for parallelism.
 """
 
 from __future__ import annotations
 
 import time
 
+import msgspec
 from litestar import Controller, post
-from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from webapp.errors import ServiceUnavailable
-from webapp.schemas import BatchIn, BatchOut, ErrorOut, PredictionOut, TransactionIn
-from webapp.scoring import canonicalise
+from fraud_core.features import describe
+from fraud_core.pipeline.online_scoring import OnlineScore
+from webapp.dependencies import Scorer
+from webapp.schemas import BatchIn, BatchOut, ErrorOut, PredictionOut, Reason, TransactionIn
 from webapp.security import api_key_guard
-from webapp.services import Services
 
 _ERRORS = {
     401: ResponseSpec(data_container=ErrorOut, description="Missing or invalid X-API-Key (when keys are configured)"),
@@ -29,10 +30,32 @@ _ERRORS = {
 }
 
 
-def _scoring(services: NamedDependency[Services]):  # type: ignore[no-untyped-def]
-    if services.scoring is None:
-        raise ServiceUnavailable(detail="no model loaded")
-    return services.scoring
+def _reason(item: dict[str, object]) -> Reason:
+    value = item.get("value")
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        value = None if value is None else str(value)
+    contribution = item["contribution"]
+    assert isinstance(contribution, int | float)
+    return Reason(
+        feature=str(item["feature"]),
+        description=str(item.get("label") or describe(str(item["feature"]))),
+        value=value,
+        contribution=float(contribution),
+    )
+
+
+def prediction_out(score: OnlineScore, *, latency_ms: float) -> PredictionOut:
+    """The response body of one score."""
+    return PredictionOut(
+        trans_num=score.trans_num,
+        fraud_probability=score.probability,
+        is_fraud=score.decision,
+        threshold=score.threshold,
+        risk_level=score.risk_level,  # type: ignore[arg-type]
+        model_version=score.model_version,
+        reasons=[_reason(r) for r in score.reasons],
+        latency_ms=latency_ms,
+    )
 
 
 class PredictController(Controller):
@@ -41,22 +64,21 @@ class PredictController(Controller):
     guards = [api_key_guard]
 
     @post("/", status_code=HTTP_200_OK, summary="Score one transaction", responses=_ERRORS)
-    async def predict(self, data: JSONBody[TransactionIn], services: NamedDependency[Services]) -> PredictionOut:
+    async def predict(self, data: JSONBody[TransactionIn], scorer: Scorer) -> PredictionOut:
         """Score one transaction against its card's recent history in the warehouse."""
         started = time.perf_counter()
-        if services.scoring is None:
-            canonicalise([data], token_key=services.token_key)  # bad input is a 422 even without a model
-        return _scoring(services).score_record(data, started=started)
+        score = scorer.score_record(msgspec.structs.asdict(data))
+        return prediction_out(score, latency_ms=(time.perf_counter() - started) * 1000.0)
 
     @post("/batch", status_code=HTTP_200_OK, summary="Score up to 1,000 transactions", responses=_ERRORS)
-    async def predict_batch(self, data: JSONBody[BatchIn], services: NamedDependency[Services]) -> BatchOut:
+    async def predict_batch(self, data: JSONBody[BatchIn], scorer: Scorer) -> BatchOut:
         """Score a batch; any invalid row rejects the whole batch (422 lists every bad row)."""
         started = time.perf_counter()
-        frame = canonicalise(data.transactions, token_key=services.token_key)
-        scoring = _scoring(services)
-        predictions = scoring.score(frame, started=started)
+        scores = scorer.score_records([msgspec.structs.asdict(t) for t in data.transactions])
+        elapsed = (time.perf_counter() - started) * 1000.0
+        predictions = [prediction_out(s, latency_ms=elapsed) for s in scores]
         return BatchOut(
             predictions=predictions,
-            model_version=predictions[0].model_version if predictions else scoring.version,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
+            model_version=predictions[0].model_version if predictions else scorer.version,
+            latency_ms=elapsed,
         )

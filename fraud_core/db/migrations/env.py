@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from fraud_core.db.engine import make_engine
 from fraud_core.db.metadata import target_metadata
 from fraud_core.db.partitions import is_partition_name
+from fraud_core.settings import get_settings
 
 config = context.config
 metadata = target_metadata()
@@ -40,8 +41,6 @@ def _configure(connection: Connection) -> None:
 def run_migrations_offline() -> None:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from fraud_core.settings import get_settings
-
         url = get_settings().database.url
     context.configure(url=url, target_metadata=metadata, literal_binds=True, include_object=_include_object)
     with context.begin_transaction():

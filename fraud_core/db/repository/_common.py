@@ -10,9 +10,16 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
+
+from fraud_core.db.models import Transaction, TransactionKey, table_of
+from fraud_core.db.types import as_utc, to_naive_utc
+
+_tx = table_of(Transaction)
+_keys = table_of(TransactionKey)
 
 
 def dialect_name(session: Session) -> str:
@@ -105,3 +112,42 @@ def copy_insert(
         written = int(cursor.rowcount)
         cursor.execute(f"DROP TABLE {stage}")
     return written
+
+
+def read_frame(session: Session, statement: Any, *, times: Sequence[str] = ()) -> pd.DataFrame:
+    result = session.execute(statement)
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    for column in times:
+        if column in frame.columns:
+            frame[column] = to_naive_utc(frame[column]) if len(frame) else frame[column].astype("datetime64[us]")
+    return frame
+
+
+def between(statement: Any, column: Any, start: datetime | None, end: datetime | None) -> Any:
+    if start is not None:
+        statement = statement.where(column >= as_utc(start))
+    if end is not None:
+        statement = statement.where(column < as_utc(end))
+    return statement
+
+
+def mask(last4: Any) -> str:
+    return f"**** {last4}" if isinstance(last4, str) and last4 else "****"
+
+
+def mask_cards(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replace ``card_last4`` by the masked ``card`` shown to people, in third position."""
+    frame.insert(2, "card", frame.pop("card_last4").map(mask) if not frame.empty else pd.Series(dtype="str"))
+    return frame
+
+
+def with_transaction(from_: Any, trans_num: Any) -> Any:
+    """Outer-join the stored transaction of ``trans_num`` (through the key registry, which gives
+    its event_time, so PostgreSQL reads one partition)."""
+    return from_.outerjoin(_keys, _keys.c.trans_num == trans_num).outerjoin(
+        _tx, (_tx.c.trans_num == _keys.c.trans_num) & (_tx.c.event_time == _keys.c.event_time)
+    )
+
+
+def as_int(expr: Any) -> Any:
+    return sa.case((expr.is_(True), 1), else_=0)

@@ -41,11 +41,6 @@ def create_alert(alert: AlertCreate | Mapping[str, Any], *, session: Session) ->
     return session.get(Alert, new_id)
 
 
-def get_alert(kind: str, subject: str, *, session: Session) -> Alert | None:
-    """The alert about this subject, if any."""
-    return session.exec(select(Alert).where(Alert.kind == kind, Alert.subject == subject)).one_or_none()
-
-
 def pending_alerts(*, session: Session, max_attempts: int = 5, limit: int = 100) -> list[Alert]:
     """Alerts to (re)deliver: pending, or failed with attempts left, oldest first.
 
@@ -102,16 +97,3 @@ def record_alert_attempt(
     session.add(alert)
     session.flush()
     return alert
-
-
-def list_alerts(
-    *, session: Session, kind: str | None = None, status: str | None = None, limit: int = 100
-) -> list[Alert]:
-    """Recent alerts, newest first, optionally of one kind or status."""
-    statement = select(Alert)
-    if kind is not None:
-        statement = statement.where(Alert.kind == kind)
-    if status is not None:
-        statement = statement.where(Alert.status == status)
-    statement = statement.order_by(col(Alert.created_at).desc(), col(Alert.id).desc()).limit(limit)
-    return list(session.exec(statement).all())

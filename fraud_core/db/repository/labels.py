@@ -17,9 +17,28 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from fraud_core.db.models import Label, LabelOrigin, table_of
-from fraud_core.db.repository._common import copy_insert, dialect_name, native, upsert_insert
+from fraud_core.db.models import (
+    Label,
+    LabelOrigin,
+    Prediction,
+    ScoringRole,
+    Transaction,
+    table_of,
+)
+from fraud_core.db.repository._common import (
+    copy_insert,
+    dialect_name,
+    mask_cards,
+    native,
+    read_frame,
+    upsert_insert,
+    with_transaction,
+)
 from fraud_core.db.types import as_utc, utcnow
+
+_tx = table_of(Transaction)
+_pred = table_of(Prediction)
+_labels = table_of(Label)
 
 #: Which origin wins when several labelled the same transaction (lower wins).
 ORIGIN_PRIORITY: dict[str, int] = {LabelOrigin.ANALYST.value: 0, LabelOrigin.FEED.value: 1, LabelOrigin.IMPORT.value: 2}
@@ -145,29 +164,6 @@ def upsert_labels(
     return _statement_upsert(session, prepared)
 
 
-def get_labels(trans_num: str, *, session: Session) -> list[Label]:
-    """Every label of one transaction, the effective one first."""
-    labels = list(session.exec(select(Label).where(Label.trans_num == trans_num)).all())
-    return sorted(labels, key=lambda lab: (ORIGIN_PRIORITY.get(lab.origin, 99), -as_utc(lab.labelled_at).timestamp()))
-
-
-def effective_label_expr(trans_num: Any) -> Any:
-    """A correlated scalar subquery: the effective ``is_fraud`` of ``trans_num`` (NULL when unlabelled).
-
-    Cheap per row (the unique index on ``(trans_num, origin)``), so it suits windows of a few days
-    to a few months.
-    """
-    table = table_of(Label)
-    priority = sa.case(*[(table.c.origin == o, p) for o, p in ORIGIN_PRIORITY.items()], else_=99)
-    return (
-        sa.select(table.c.is_fraud)
-        .where(table.c.trans_num == trans_num)
-        .order_by(priority, table.c.labelled_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 def effective_label_join(from_: Any, trans_num: Any) -> tuple[Any, Any]:
     """Outer-join the labels of ``trans_num`` to ``from_``; return the join and the effective label.
 
@@ -212,3 +208,38 @@ def record_verdict(trans_num: str, is_fraud: bool, *, session: Session, analyst:
     ).one()
     session.refresh(label)
     return label
+
+
+def review_queue(*, session: Session, limit: int = 100, role: str = ScoringRole.CHAMPION.value) -> pd.DataFrame:
+    """Flagged transactions still waiting for an analyst's verdict, highest score first.
+
+    Returns:
+        ``trans_num, event_time, card (masked), amount, category, merchant, city, state, score,
+        risk_level, reasons, model_version, scored_at``.
+    """
+    has_verdict = sa.exists().where(
+        _labels.c.trans_num == _pred.c.trans_num, _labels.c.origin == LabelOrigin.ANALYST.value
+    )
+    statement = (
+        sa.select(
+            _pred.c.trans_num,
+            _tx.c.event_time,
+            _tx.c.card_last4,
+            _tx.c.amount,
+            _tx.c.category,
+            _tx.c.merchant,
+            _tx.c.city,
+            _tx.c.state,
+            _pred.c.score,
+            _pred.c.risk_level,
+            _pred.c.reasons,
+            _pred.c.model_version,
+            _pred.c.scored_at,
+        )
+        .select_from(with_transaction(_pred, _pred.c.trans_num))
+        .where(_pred.c.role == role, _pred.c.decision.is_(True), ~has_verdict)
+        .order_by(_pred.c.score.desc(), _pred.c.scored_at.desc(), _pred.c.id)
+        .limit(limit)
+    )
+    frame = mask_cards(read_frame(session, statement, times=("event_time", "scored_at")))
+    return frame

@@ -21,12 +21,26 @@ import sqlalchemy as sa
 from sqlalchemy import select, text
 from sqlmodel import Session, col
 
-from fraud_core.db.models import CardCategory, Transaction, TransactionKey, table_of
+from fraud_core.data import coerce_canonical_dtypes
+from fraud_core.db.models import (
+    CardCategory,
+    Transaction,
+    TransactionKey,
+    table_of,
+)
 from fraud_core.db.partitions import ensure_partitions, months_of
-from fraud_core.db.repository._common import dialect_name, records, upsert_insert
-from fraud_core.db.repository.labels import ORIGIN_PRIORITY, upsert_labels
+from fraud_core.db.repository._common import (
+    between,
+    dialect_name,
+    read_frame,
+    records,
+    upsert_insert,
+)
+from fraud_core.db.repository.labels import ORIGIN_PRIORITY, effective_label_join, upsert_labels
 from fraud_core.db.types import as_utc, to_naive_utc, utcnow
 from fraud_core.schema import CANONICAL_COLUMNS, LABEL_COLUMN
+
+_tx = table_of(Transaction)
 
 #: What ``insert_transactions`` writes, in table order (``ingested_at`` takes its default).
 STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
@@ -343,15 +357,8 @@ def insert_transactions(frame: pd.DataFrame, *, session: Session, source: str | 
     return load_transactions(frame, session=session, source=source).inserted
 
 
-def _read_frame(session: Session, statement: Any) -> pd.DataFrame:
-    result = session.execute(statement)
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    return frame
-
-
 def to_canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Give rows loaded from ``transactions`` the reader's conventions (naive-UTC times, dtypes)."""
-    from fraud_core.data import coerce_canonical_dtypes
 
     return coerce_canonical_dtypes(frame)
 
@@ -407,7 +414,7 @@ def transactions_between(
     if card_ids is not None:
         statement = statement.where(table.c.card_id.in_(list(card_ids)))
     statement = statement.order_by(table.c.event_time, table.c.trans_num)
-    frame = _read_frame(session, statement)
+    frame = read_frame(session, statement)
     if frame.empty:
         return pd.DataFrame(columns=[*CANONICAL_COLUMNS, "source"])
     return to_canonical_frame(frame)
@@ -424,3 +431,33 @@ def latest_event_time(*, session: Session) -> datetime | None:
     value = session.execute(select(col(Transaction.event_time)).order_by(col(Transaction.event_time).desc()).limit(1))
     found = value.scalar_one_or_none()
     return as_utc(found) if found is not None else None
+
+
+def count_transactions_between(start: datetime, end: datetime, *, session: Session, by: str = "event_time") -> int:
+    """Transactions with ``start <= {by} < end`` (``by``: ``event_time`` or ``ingested_at``)."""
+    column = _tx.c[by]
+    statement = between(sa.select(sa.func.count()).select_from(_tx), column, start, end)
+    return int(session.execute(statement).scalar_one())
+
+
+def labelled_transactions_between(start: datetime | None, end: datetime | None, *, session: Session) -> pd.DataFrame:
+    """Canonical transactions (``start <= event_time < end``) with their true label, by time.
+
+    Only transactions whose label has arrived are returned; ``is_fraud`` is int8 0/1. This is what
+    the retraining learns from and evaluates on.
+    """
+    joined, label = effective_label_join(_tx, _tx.c.trans_num)
+    statement = (
+        sa.select(*[_tx.c[c] for c in CANONICAL_COLUMNS], label.label("is_fraud"))
+        .select_from(joined)
+        .where(label.is_not(None))
+    )
+    statement = between(statement, _tx.c.event_time, start, end).order_by(_tx.c.event_time, _tx.c.trans_num)
+    frame = read_frame(session, statement)
+    if frame.empty:
+        empty = pd.DataFrame(columns=[*CANONICAL_COLUMNS, "is_fraud"])
+        return empty
+    label = frame.pop("is_fraud").astype(bool).astype("int8")
+    out = to_canonical_frame(frame)
+    out["is_fraud"] = label.to_numpy()
+    return out

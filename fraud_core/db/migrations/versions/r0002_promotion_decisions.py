@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2025-11-24
 
-The model is :class:`fraud_core.db.audit.PromotionAudit`.
+The model is :class:`fraud_core.db.models.PromotionAudit`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Compiled (numba) walks of flattened boosted trees: the inner loops of :mod:`fraud_core.ml.fast`.
+"""Compiled (numba) walks of flattened boosted trees: the inner loops of :mod:`fraud_core.online.trees`.
 
 A walk takes a row from each tree's root to a leaf with scikit-learn's decision rules
 (``_predict_from_raw_data``): a missing value follows ``missing_left``; on a categorical split a
@@ -7,7 +7,7 @@ negative value is treated as missing and any other looks up ``cat_table[cat_row[
 when ``value <= threshold``. Leaves point at themselves. Leaf values are added in tree order from
 the baseline, as scikit-learn accumulates them, so raw scores equal a sequential sum bit for bit.
 
-``trees`` is :class:`fraud_core.ml.fast.FastHGB`'s ``_trees`` tuple: ``(roots, feature, threshold,
+``trees`` is :class:`fraud_core.online.trees.FastHGB`'s ``_trees`` tuple: ``(roots, feature, threshold,
 left, right, missing_left, is_categorical, cat_row, cat_table, value)``. The kernels are compiled on
 first use, cached on disk (``cache=True``) and run in the calling thread with the GIL released. The
 walk of a whole row is one call: a call per tree would hand over the tree arrays (and count their

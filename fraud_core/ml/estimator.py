@@ -87,6 +87,11 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(self.features_)
         return self
 
+    @property
+    def lookups(self) -> dict[str, dict[str, float]]:
+        """Category → code, per categorical column (fitted)."""
+        return self._lookups
+
     def encode_categorical(self, column: str, values: pd.Series | np.ndarray) -> np.ndarray:
         """Codes of one categorical column (NaN when unseen in training)."""
         lookup = self._lookups[column]

@@ -1,4 +1,4 @@
-"""The weekly quality report: gather a window's figures from the warehouse and run every check.
+"""The weekly quality report, the use case of the ``weekly-quality`` flow: gather a window's figures, run every check.
 
 Two clocks meet here. Transactions, their labels and the champion's scores are judged by **event
 time**; rejections, ETL runs and scoring latency happen on the **wall clock** (arrival). For live
@@ -12,20 +12,29 @@ module stays free of MLflow and of any framework.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from fraud_core.db import quality_repo, repository
+from fraud_core.alerts import DeliveryReport, deliver_configured
+from fraud_core.db import repository, session_scope
+from fraud_core.ml.card import ModelCard
+from fraud_core.ml.champion import ModelUnavailableError, get_champion_holder
+from fraud_core.ml.metrics import metrics_from_scores
+from fraud_core.pipeline.batch_scoring import features_from_warehouse
 from fraud_core.quality import data_checks, pipeline_health
 from fraud_core.quality.drift import drift_checks
 from fraud_core.quality.performance import performance_checks
 from fraud_core.quality.results import CheckResult, QualityReport, Status
 from fraud_core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: The champion's score distribution is checked under this name.
 SCORE_COLUMN = "score"
@@ -135,12 +144,12 @@ def data_quality_checks(
 ) -> list[CheckResult]:
     """Schema, nulls, ranges, duplicates, rejected rate, volume and freshness of the window."""
     q = settings.quality
-    rejected = quality_repo.rejected_counts_between(window.arrival_start, window.arrival_end, session=session)
-    accepted = quality_repo.count_transactions_between(
+    rejected = repository.rejected_counts_between(window.arrival_start, window.arrival_end, session=session)
+    accepted = repository.count_transactions_between(
         window.arrival_start, window.arrival_end, session=session, by="ingested_at"
     )
     prev_start, prev_end = window.previous
-    n_previous = quality_repo.count_transactions_between(prev_start, prev_end, session=session)
+    n_previous = repository.count_transactions_between(prev_start, prev_end, session=session)
     return [
         data_checks.check_schema(frame),
         data_checks.check_nulls(frame, max_null_rate=q.max_null_rate),
@@ -162,10 +171,10 @@ def data_quality_checks(
 def pipeline_checks(session: Session, window: QualityWindow, settings: Settings) -> list[CheckResult]:
     """ETL success rate, longest gap between successful runs, release-to-prediction latency."""
     q = settings.quality
-    runs = quality_repo.pipeline_runs_between(
+    runs = repository.pipeline_runs_between(
         window.arrival_start, window.arrival_end, session=session, flow_name=q.etl_flow_name
     )
-    latencies = quality_repo.scoring_latencies_between(window.arrival_start, window.arrival_end, session=session)
+    latencies = repository.scoring_latencies_between(window.arrival_start, window.arrival_end, session=session)
     return [
         pipeline_health.check_success_rate(runs, warn=q.min_run_success_rate_warn, fail=q.min_run_success_rate_fail),
         pipeline_health.check_run_gap(
@@ -202,10 +211,10 @@ def model_checks(
         features = build_features(session, frame)
         reference = {k: v for k, v in baseline.feature_reference.items() if k not in set(q.drift_exclude)}
         checks += drift_checks(reference, features, warn=q.psi_warn, fail=q.psi_fail)
-    scores = quality_repo.labelled_scores_between(
+    scores = repository.labelled_scores_between(
         window.start, window.end, session=session, model_version=baseline.version
     )
-    all_scores = quality_repo.champion_scores_between(
+    all_scores = repository.champion_scores_between(
         window.start, window.end, session=session, model_version=baseline.version
     )
     if baseline.score_reference is not None:
@@ -324,23 +333,79 @@ def raise_quality_alert(report: QualityReport, report_id: int, *, session: Sessi
     return created is not None
 
 
-def baseline_from_metadata(version: str | None, metadata: Mapping[str, Any]) -> ChampionBaseline:
-    """The champion's baseline from its artifact's ``metadata.json``."""
-    metrics = metadata.get("validation_metrics") or {}
+def baseline_from_card(version: str | None, card: ModelCard) -> ChampionBaseline:
+    """The champion's baseline from its model card."""
+    metrics = card.validation_metrics
     return ChampionBaseline(
         version=version,
         validation_metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-        feature_reference=dict(metadata.get("feature_reference") or {}),
-        score_reference=metadata.get("score_reference"),
+        feature_reference=dict(card.feature_reference),
+        score_reference=card.score_reference,
     )
 
 
 def metrics_of_scores(scores: pd.DataFrame) -> Mapping[str, float]:
     """Performance figures of stored, labelled scores (the training code's own metrics)."""
-    from fraud_core.ml.metrics import metrics_from_scores
 
     return {k: float(v) for k, v in metrics_from_scores(scores).items() if isinstance(v, int | float)}
 
 
 class QualityCheckFailedError(RuntimeError):
     """A weekly report has failing checks (the flow run fails with this)."""
+
+
+# ------------------------------------------------------------------- the steps of the flow
+
+
+def window_from_warehouse(
+    engine: Engine, settings: Settings, *, start: datetime | None, end: datetime | None, days: float | None
+) -> QualityWindow:
+    """:func:`resolve_window` with the newest stored transaction read from the warehouse."""
+    with session_scope(engine) as session:
+        latest = repository.latest_event_time(session=session)
+    return resolve_window(settings, start=start, end=end, days=days, latest_event=latest)
+
+
+def champion_baseline() -> ChampionBaseline | None:
+    """The serving champion's validation figures and drift reference (``None`` without a champion)."""
+    try:
+        model = get_champion_holder().get()
+    except ModelUnavailableError as exc:
+        log.warning("no champion: drift and performance are not checked (%s)", exc)
+        return None
+    return baseline_from_card(model.version, model.card)
+
+
+def run_checks(
+    engine: Engine, settings: Settings, window: QualityWindow, baseline: ChampionBaseline | None
+) -> QualityReport:
+    """Every check over ``window``, with the live path's features for the drift checks."""
+
+    def features(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
+        return features_from_warehouse(frame, session=session, label_delay_days=settings.features.label_delay_days)
+
+    with session_scope(engine) as session:
+        return build_report(
+            session, window, settings, baseline, build_features=features, compute_metrics=metrics_of_scores
+        )
+
+
+def store_and_alert(engine: Engine, report: QualityReport) -> tuple[int, bool]:
+    """Save the report and, when a check failed, the quality alert (one transaction)."""
+    with session_scope(engine) as session:
+        report_id = store_report(report, session=session)
+        alerted = raise_quality_alert(report, report_id, session=session) if report.failed else False
+    return report_id, alerted
+
+
+def deliver_alerts(engine: Engine, settings: Settings) -> DeliveryReport:
+    """Send the quality alert (and any other pending alert) on the configured channels."""
+    with session_scope(engine) as session:
+        return deliver_configured(session=session, settings=settings)
+
+
+def latest_report(engine: Engine) -> str | None:
+    """The newest stored report, as Markdown (``None`` before the first report)."""
+    with session_scope(engine) as session:
+        report = repository.latest_quality_report(session=session)
+    return report.markdown if report is not None else None

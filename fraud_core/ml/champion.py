@@ -1,6 +1,6 @@
 """The serving model: the champion, loaded once per process and reloaded when the champion changes.
 
-One :class:`ModelHolder` per process (:func:`get_model_holder`) is shared by the live flow and the
+One :class:`ChampionHolder` per process (:func:`get_champion_holder`) is shared by the live flow and the
 web app's ``/predict``. Where the champion comes from, first match wins:
 
 1. ``MODEL_PATH``: an artifact directory served as is (demo, tests); a new ``metadata.json`` there
@@ -9,7 +9,7 @@ web app's ``/predict``. Where the champion comes from, first match wins:
 3. the MLflow registry: the version of ``MLFLOW_REGISTERED_MODEL_NAME`` holding the ``champion``
    alias; its files are downloaded once into ``var/serving/`` and reused by later processes.
 
-:meth:`ModelHolder.get` asks "who is champion?" at most every ``MODEL_RELOAD_CHECK_SECONDS`` and
+:meth:`ChampionHolder.get` asks "who is champion?" at most every ``MODEL_RELOAD_CHECK_SECONDS`` and
 loads only when the answer changed. If the question cannot be answered (registry down) or the new
 champion cannot be loaded, the loaded model keeps serving and the check is retried later; only a
 process that has never loaded a model fails (:class:`ModelUnavailableError`).
@@ -27,8 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlparse
 
-from fraud_core.ml.artifact import METADATA_FILE, ArtifactError, read_metadata
+from fraud_core.ml import registry
+from fraud_core.ml.artifact import METADATA_FILE, ArtifactError, read_card
+from fraud_core.ml.card import ModelCard
+from fraud_core.ml.hub import pinned_artifact_dir
+from fraud_core.ml.predictor import Predictor
 from fraud_core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -58,21 +63,21 @@ class ChampionRef:
 
 
 @dataclass(slots=True)
-class ServingModel:
+class LoadedModel:
     """A loaded champion.
 
     Attributes:
         ref: which champion it is.
         predictor: the ML package's predictor for the artifact (features → scores).
         directory: the local artifact directory.
-        metadata: the artifact's ``metadata.json``.
+        card: the artifact's model card.
         loaded_at: when it was loaded (epoch seconds).
     """
 
     ref: ChampionRef
     predictor: Any
     directory: Path
-    metadata: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -81,7 +86,7 @@ class ServingModel:
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata["threshold"])
+        return self.card.threshold
 
 
 def _file_fingerprint(directory: Path) -> str:
@@ -89,25 +94,21 @@ def _file_fingerprint(directory: Path) -> str:
     return f"{directory.resolve()}:{stat.st_mtime_ns}:{stat.st_size}"
 
 
-def _local_version(directory: Path, metadata: dict[str, Any], prefix: str) -> str:
-    for key in ("registered_version", "model_version", "version"):
-        if metadata.get(key):
-            return str(metadata[key])
+def _local_version(directory: Path, card: ModelCard, prefix: str) -> str:
+    if card.registry_version:
+        return card.registry_version
     digest = hashlib.sha256((directory / METADATA_FILE).read_bytes()).hexdigest()[:10]
     return f"{prefix}-{digest}"
 
 
 def load_predictor(directory: Path, version: str) -> Any:
     """The ML package's :class:`~fraud_core.ml.predictor.Predictor` for an artifact directory."""
-    from fraud_core.ml.predictor import Predictor
 
     return Predictor.load(directory, version=version)
 
 
 def _is_local(uri: str) -> Path | None:
     if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
         return Path(unquote(urlparse(uri).path))
     if "://" not in uri and ":/" not in uri:
         return Path(uri)
@@ -123,7 +124,7 @@ def _find_artifact_dir(root: Path) -> Path:
     return found[0]
 
 
-class ModelHolder:
+class ChampionHolder:
     """Resolves, loads and caches the champion for this process (thread-safe).
 
     Args:
@@ -143,7 +144,7 @@ class ModelHolder:
         self._loader = loader
         self._clock = clock
         self._lock = threading.RLock()
-        self._model: ServingModel | None = None
+        self._model: LoadedModel | None = None
         self._checked_at: float | None = None
         #: How many times a model was loaded (tests, the web app's /model).
         self.loads = 0
@@ -161,12 +162,12 @@ class ModelHolder:
         if model.path is not None:
             directory = Path(model.path)
             try:
-                metadata = read_metadata(directory)
+                card = read_card(directory)
             except ArtifactError as exc:
                 raise ModelUnavailableError(f"MODEL_PATH: {exc}") from exc
             return ChampionRef(
                 origin="path",
-                version=_local_version(directory, metadata, "local"),
+                version=_local_version(directory, card, "local"),
                 location=str(directory),
                 fingerprint=_file_fingerprint(directory),
             )
@@ -178,7 +179,6 @@ class ModelHolder:
                 location=f"hf://{hub.model_repo}@{hub.revision}",
                 fingerprint=f"hub:{hub.model_repo}@{hub.revision}",
             )
-        from fraud_core.ml import registry
 
         name = self.settings.mlflow.registered_model_name
         try:
@@ -203,8 +203,6 @@ class ModelHolder:
         if ref.origin == "path":
             return Path(ref.location)
         if ref.origin == "hub":
-            from fraud_core.ml.hub import pinned_artifact_dir
-
             folder = pinned_artifact_dir(self.settings.hub)
             assert folder is not None
             return _find_artifact_dir(folder)
@@ -218,6 +216,7 @@ class ModelHolder:
         cache.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
         try:
+            # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
             import mlflow.artifacts
 
             mlflow.artifacts.download_artifacts(
@@ -233,17 +232,17 @@ class ModelHolder:
                 shutil.rmtree(staging, ignore_errors=True)
         return _find_artifact_dir(cache)
 
-    def _load(self, ref: ChampionRef) -> ServingModel:
+    def _load(self, ref: ChampionRef) -> LoadedModel:
         directory = self._fetch(ref)
         predictor = self._loader(directory, ref.version)
-        model = ServingModel(ref=ref, predictor=predictor, directory=directory, metadata=read_metadata(directory))
+        model = LoadedModel(ref=ref, predictor=predictor, directory=directory, card=predictor.card)
         self.loads += 1
         logger.info("serving model %s (%s) loaded from %s", ref.version, ref.origin, directory)
         return model
 
     # ------------------------------------------------------------------ serving
 
-    def get(self) -> ServingModel:
+    def get(self) -> LoadedModel:
         """The champion, loaded; re-checked at most every ``reload_check_seconds``.
 
         Raises:
@@ -256,12 +255,12 @@ class ModelHolder:
                 return self._model
             return self._check(now)
 
-    def refresh(self) -> ServingModel:
+    def refresh(self) -> LoadedModel:
         """Check for a new champion now, whatever the interval."""
         with self._lock:
             return self._check(self._clock())
 
-    def _check(self, now: float) -> ServingModel:
+    def _check(self, now: float) -> LoadedModel:
         self._checked_at = now
         try:
             ref = self.resolve()
@@ -281,26 +280,110 @@ class ModelHolder:
             logger.warning("keeping model %s: champion check failed: %s", self._model.version, message)
             return self._model
 
-    def peek(self) -> ServingModel | None:
+    def peek(self) -> LoadedModel | None:
         """The loaded model, if any, without checking anything."""
         return self._model
 
 
-_holder: ModelHolder | None = None
+_holder: ChampionHolder | None = None
 _holder_lock = threading.Lock()
 
 
-def get_model_holder() -> ModelHolder:
+def get_champion_holder() -> ChampionHolder:
     """The process-wide holder (created on first use, from :func:`get_settings`)."""
     global _holder
     with _holder_lock:
         if _holder is None:
-            _holder = ModelHolder()
+            _holder = ChampionHolder()
         return _holder
 
 
-def reset_model_holder(holder: ModelHolder | None = None) -> None:
+def reset_champion_holder(holder: ChampionHolder | None = None) -> None:
     """Forget the process-wide holder (tests), or install ``holder`` in its place."""
     global _holder
     with _holder_lock:
         _holder = holder
+
+
+class NoChallengerError(ModelUnavailableError):
+    """No version holds the ``challenger`` alias."""
+
+
+class ChallengerHolder(ChampionHolder):
+    """Resolves and caches the registry's challenger for this process (thread-safe)."""
+
+    def resolve(self) -> ChampionRef:
+        """Which version is challenger now (nothing is loaded).
+
+        Raises:
+            NoChallengerError: no version holds the alias.
+            ModelUnavailableError: the registry cannot be asked.
+        """
+
+        name = self.settings.mlflow.registered_model_name
+        try:
+            found = registry.resolve(name, registry.CHALLENGER, client=registry.mlflow_client(self.settings.mlflow))
+        except Exception as exc:  # MLflow raises its own and the drivers' errors
+            raise ModelUnavailableError(f"cannot ask the MLflow registry for the challenger: {exc}") from exc
+        if found is None:
+            raise NoChallengerError(f"no version of {name!r} holds the 'challenger' alias")
+        return ChampionRef(
+            origin="mlflow",
+            version=found.version,
+            location=found.source or found.uri,
+            fingerprint=f"mlflow:{name}/{found.version}",
+        )
+
+    def current(self) -> LoadedModel | None:
+        """The challenger, loaded, or ``None`` when there is none; re-checked like the champion.
+
+        A registry outage keeps the loaded challenger (its scores stay labelled with its version); a
+        challenger that cannot be loaded is skipped, never an error for the live flow.
+        """
+        with self._lock:
+            now = self._clock()
+            due = self._checked_at is None or now - self._checked_at >= self.settings.model.reload_check_seconds
+            if not due:
+                return self._model
+            self._checked_at = now
+            try:
+                ref = self.resolve()
+            except NoChallengerError:
+                if self._model is not None:
+                    logger.info("challenger %s no longer holds the alias: shadow scoring stops", self._model.version)
+                self._model = None
+                self.last_error = None
+                return None
+            except ModelUnavailableError as exc:
+                self.last_error = str(exc)
+                return self._model
+            if self._model is not None and ref.fingerprint == self._model.ref.fingerprint:
+                return self._model
+            try:
+                self._model = self._load(ref)
+                self.last_error = None
+            except Exception as exc:
+                self.last_error = f"cannot load challenger {ref.version}: {type(exc).__name__}: {exc}"
+                logger.warning("%s", self.last_error)
+                self._model = None
+            return self._model
+
+
+_challenger: ChallengerHolder | None = None
+_challenger_lock = threading.Lock()
+
+
+def get_challenger_holder() -> ChallengerHolder:
+    """The process-wide challenger holder (created on first use, from :func:`get_settings`)."""
+    global _challenger
+    with _challenger_lock:
+        if _challenger is None:
+            _challenger = ChallengerHolder()
+        return _challenger
+
+
+def reset_challenger_holder(holder: ChallengerHolder | None = None) -> None:
+    """Forget the process-wide challenger holder (tests), or install ``holder`` in its place."""
+    global _challenger
+    with _challenger_lock:
+        _challenger = holder

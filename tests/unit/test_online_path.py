@@ -4,7 +4,7 @@
   and gives ``None`` whenever ``to_canonical`` rejects the record;
 * :func:`features_one` == :func:`fraud_core.features.build_features` on the whole sample (the offline
   batch), labels included, for hundreds of transactions;
-* :class:`fraud_core.ml.fast.FastHGB` == scikit-learn's ``predict_proba`` within 1e-9.
+* :class:`fraud_core.online.trees.FastHGB` == scikit-learn's ``predict_proba`` within 1e-9.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 
 from fraud_core.data import records_to_raw, to_canonical
 from fraud_core.features import FEATURE_COLUMNS, build_features, label_events_from_frame
-from fraud_core.features.single import LabelIndex, canonical_one, features_one, history_from_frame
+from fraud_core.online.canonical import canonical_one
+from fraud_core.online.features import LabelIndex, features_one, history_from_frame
 
 pytestmark = pytest.mark.unit
 
@@ -138,7 +139,7 @@ def test_features_one_does_not_depend_on_history_order() -> None:
     """Sorted histories (what the reader returns) skip the sort; shuffled or tied ones are sorted."""
     from datetime import datetime
 
-    from fraud_core.features.single import CardHistory, to_us
+    from fraud_core.online.features import CardHistory, to_us
 
     now = datetime(2020, 7, 1, 12, 0, 0)
     base = to_us(now)
@@ -170,7 +171,7 @@ def test_features_one_does_not_depend_on_history_order() -> None:
 def test_fast_hgb_equals_scikit_learn() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from fraud_core.ml.fast import FastHGB
+    from fraud_core.online.trees import FastHGB
 
     rng = np.random.default_rng(0)
     n = 4000
@@ -194,7 +195,7 @@ def test_fast_hgb_one_column_changes_equal_full_evaluation() -> None:
     """raw_one_change (walk on from the first test of the changed column) == raw of each changed row."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from fraud_core.ml.fast import FastHGB
+    from fraud_core.online.trees import FastHGB
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1500, 5))

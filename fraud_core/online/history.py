@@ -1,6 +1,6 @@
 """One card's history for one transaction, in one prepared PostgreSQL statement (``/predict``'s fast path).
 
-Reads what :func:`fraud_core.features.single.features_one` needs (:class:`CardHistory`): the card's
+Reads what :func:`fraud_core.online.features.features_one` needs (:class:`CardHistory`): the card's
 transactions of the longest window before the transaction's second, the last one before that window,
 and whether the card bought in the category before. The selection is
 :func:`fraud_core.features.select_card_history`'s, restricted to one card; a test checks the
@@ -21,7 +21,8 @@ import psycopg2
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from fraud_core.features.single import CanonicalRow, CardHistory, history_bounds
+from fraud_core.online.canonical import CanonicalRow
+from fraud_core.online.features import CardHistory, history_bounds
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""Features and scores for a batch of stored transactions: the online path, then the champion.
+"""Batch scoring: features and scores for a batch of stored transactions, shared by every batch use case.
 
-The features are the shared ones (:func:`fraud_core.features.build_online_features`) over the
-batch's cards' history, read from the warehouse with one query per kind
-(:mod:`fraud_core.db.history`), in the same session that stored the batch: the batch's own rows are
-part of the history, as they are in training.
+The live flow (:mod:`fraud_core.pipeline.etl_and_predict`), the backfill, shadow scoring and the
+weekly drift check all score this way. The features are the reference ones
+(:func:`fraud_core.features.build_features_with_history`) over the batch's cards' history, read from
+the warehouse with one query per kind (:mod:`fraud_core.db.history`), in the same session that
+stored the batch: the batch's own rows are part of the history, as they are in training.
 """
 
 from __future__ import annotations
@@ -16,19 +17,13 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
-from fraud_core.db import pipeline_repo
+from fraud_core.db import history
 from fraud_core.db.models import ScoringRole
-from fraud_core.features import build_online_features, history_window
-from fraud_core.ml.serving import ServingModel
+from fraud_core.features import build_features_with_history, history_window
+from fraud_core.ml.champion import LoadedModel
 
 
-def label_delay_days(model: ServingModel, default: float) -> float:
-    """The label delay the model was trained with (its features must use the same)."""
-    value = model.metadata.get("label_delay_days")
-    return float(value) if value is not None else default
-
-
-def online_features(
+def features_from_warehouse(
     frame: pd.DataFrame, *, session: Session, label_delay_days: float, timings: dict[str, float] | None = None
 ) -> pd.DataFrame:
     """Feature frame of canonical transactions, with their cards' history from the warehouse.
@@ -42,11 +37,9 @@ def online_features(
     Returns:
         :data:`~fraud_core.features.FEATURE_COLUMNS`, with ``frame``'s index.
     """
-    from fraud_core.db import history
-
     clock = time.perf_counter
     spent = timings if timings is not None else {}
-    pipeline_repo.tune_for_batch(session)
+    history.tune_for_batch(session)
     window = history_window(frame, label_delay_days=label_delay_days)
     started = clock()
     cards = history.fetch_card_history(window, session=session)
@@ -55,7 +48,7 @@ def online_features(
     labels = history.fetch_label_stats(window, session=session)
     spent["label_stats"] = clock() - started
     started = clock()
-    features = build_online_features(frame, cards, labels, label_delay_days=label_delay_days)
+    features = build_features_with_history(frame, cards, labels, label_delay_days=label_delay_days)
     spent["build"] = clock() - started
     return features
 
@@ -79,7 +72,7 @@ def predict(
     features: pd.DataFrame,
     frame: pd.DataFrame,
     *,
-    model: ServingModel,
+    model: LoadedModel,
     received_at: datetime,
     reasons: int = 3,
     role: str = ScoringRole.CHAMPION.value,

@@ -15,8 +15,9 @@ The steps (each a task of the ``retrain`` flow):
 5. :func:`evaluate_pair`: challenger and champion scored on the same evaluation window, each at its
    own threshold; the champion never saw these weeks' labels at training unless it was trained on
    them (then it is favoured, never the challenger).
-6. :func:`fraud_core.ml.promotion.decide`, then :func:`apply_decision` moves the aliases and
-   :func:`record_decision` writes the audit row (and the warehouse's ``model_versions``).
+6. :func:`fraud_core.ml.promotion.decide` (the gate), then :func:`decide_and_record`: a promoted
+   challenger goes through :func:`fraud_core.pipeline.promotion.promote_version`, the one promotion
+   function (registry alias, warehouse alias, audit row); a rejected one keeps ``challenger``.
 7. :func:`publish_to_hub` when ``HF_MODEL_REPO`` and a token are set.
 
 Training uses only the labelled transactions: the feed labels every transaction once its delay has
@@ -26,7 +27,6 @@ passed, so before the cutoff the card histories are complete.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,24 +34,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from fraud_core.db import repository, session_scope
+from fraud_core.db.models import PromotionAuditCreate
+from fraud_core.features import build_features, label_events_from_frame
 from fraud_core.ml import registry
+from fraud_core.ml.artifact import ModelArtifact, save_artifact
+from fraud_core.ml.evaluate import evaluate_frames
+from fraud_core.ml.hub import HubPublication, hub_enabled, publish_version
+from fraud_core.ml.predictor import Predictor
 from fraud_core.ml.promotion import PromotionDecision
+from fraud_core.ml.tracking import TrackedModel, attach_mlflow_model, log_evaluation, log_training
+from fraud_core.ml.train import train_model
+from fraud_core.pipeline.promotion import promote_version
+from fraud_core.settings import Settings
 
 if TYPE_CHECKING:
+    # lazy: importing mlflow costs about 2 s: only code that talks to MLflow pays it
     from mlflow import MlflowClient
-    from sqlmodel import Session
 
-    from fraud_core.ml.artifact import ModelArtifact
-    from fraud_core.ml.hub import HubPublication
-    from fraud_core.ml.predictor import Predictor
-    from fraud_core.ml.tracking import TrackedModel
-    from fraud_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Where the MLflow model files (``MLmodel``, the pickled pipeline, requirements) sit in the artifact.
-MLFLOW_MODEL_FILES = ("MLmodel", "model.pkl", "conda.yaml", "python_env.yaml", "requirements.txt")
 #: Metrics the decision and the audit keep (the rest of the evaluation stays in the run).
 DECISION_METRICS = ("n", "n_fraud", "pr_auc", "roc_auc", "precision", "recall", "f1", "card_precision_at_100")
 
@@ -112,9 +118,8 @@ def load_training_data(session: Session, plan: RetrainPlan) -> tuple[pd.DataFram
     Raises:
         RetrainError: no training rows, or no fraud to judge on in the evaluation window.
     """
-    from fraud_core.db import quality_repo
 
-    frame = quality_repo.labelled_transactions_between(plan.train_start, plan.label_cutoff, session=session)
+    frame = repository.labelled_transactions_between(plan.train_start, plan.label_cutoff, session=session)
     is_eval = frame["event_time"] >= pd.Timestamp(plan.eval_start)
     training, evaluation = frame[~is_eval].reset_index(drop=True), frame[is_eval].reset_index(drop=True)
     if training.empty:
@@ -127,50 +132,6 @@ def load_training_data(session: Session, plan: RetrainPlan) -> tuple[pd.DataFram
     return training, evaluation
 
 
-def attach_mlflow_model(artifact: ModelArtifact, sample_features: pd.DataFrame) -> None:
-    """Add an MLflow model (``MLmodel`` with a signature, pyfunc ``predict_proba``) to a saved artifact.
-
-    The pipeline (preprocessing and classifier) is stored once more as MLflow's ``model.pkl`` so that
-    ``mlflow.pyfunc.load_model("models:/fraud-detector@champion")`` works with a checked input
-    schema; serving keeps loading ``model.joblib``.
-    """
-    import tempfile
-
-    import joblib
-    import mlflow.sklearn
-    import numpy as np
-    import sklearn
-    from mlflow.models import infer_signature
-
-    if artifact.path is None:
-        raise ValueError("save the artifact before attaching the MLflow model")
-    sample = sample_features[artifact.feature_columns].head(100)
-    signature = infer_signature(sample, artifact.pipeline.predict_proba(sample))
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "mlflow-model"
-        mlflow.sklearn.save_model(
-            artifact.pipeline,
-            str(target),
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            signature=signature,
-            pyfunc_predict_fn="predict_proba",
-            # Pinned here rather than inferred: inference imports the model in a subprocess (slow).
-            pip_requirements=[
-                f"scikit-learn=={sklearn.__version__}",
-                f"pandas=={pd.__version__}",
-                f"numpy=={np.__version__}",
-                f"joblib=={joblib.__version__}",
-                "fraud-detector",
-            ],
-            metadata={"threshold": artifact.threshold, "feature_columns": artifact.feature_columns},
-        )
-        for item in target.iterdir():
-            destination = artifact.path / item.name
-            if destination.exists():
-                continue  # metadata.json and model.joblib stay ours
-            shutil.move(str(item), destination)
-
-
 def train_challenger(
     training: pd.DataFrame,
     *,
@@ -180,9 +141,6 @@ def train_challenger(
     progress: Progress | None = None,
 ) -> ModelArtifact:
     """Train on the training part and save the artifact (with the MLflow model) under ``work_dir``."""
-    from fraud_core.features import build_features, label_events_from_frame
-    from fraud_core.ml.artifact import save_artifact
-    from fraud_core.ml.train import train_model
 
     artifact = train_model(
         training,
@@ -191,8 +149,8 @@ def train_challenger(
         label_delay_days=settings.features.label_delay_days,
         progress=progress,
     )
-    artifact.metadata["trained_by"] = "retrain"
-    artifact.metadata["retrain_plan"] = plan.to_dict()
+    artifact.card.trained_by = "retrain"
+    artifact.card.retrain_plan = plan.to_dict()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     save_artifact(artifact, work_dir / f"challenger-{stamp}")
     tail = training.tail(500)
@@ -207,9 +165,7 @@ def register_challenger(
     artifact: ModelArtifact, *, plan: RetrainPlan, settings: Settings, client: MlflowClient
 ) -> tuple[TrackedModel, registry.RegisteredVersion]:
     """Log the training run and register the artifact as a new version holding ``challenger``."""
-    from mlflow.entities import Param
-
-    from fraud_core.ml.tracking import log_training
+    from mlflow.entities import Param  # mlflow costs seconds to import: only registrations pay it
 
     tracked = log_training(artifact, settings=settings, register=False, client=client, run_name="retrain")
     client.log_batch(
@@ -217,37 +173,17 @@ def register_challenger(
         params=[Param(f"window_{k}", str(v)) for k, v in plan.to_dict().items() if v is not None],
     )
     name = settings.mlflow.registered_model_name
-    meta = artifact.metadata
+    card = artifact.card
     version = registry.register_version(
         name,
         source=tracked.artifact_uri,
         run_id=tracked.run_id,
         client=client,
         tags={"model_kind": artifact.kind, "threshold": f"{artifact.threshold:.6f}", "trained_by": "retrain"},
-        description=f"{artifact.kind} trained on {meta.get('train_start')} .. {meta.get('train_end')} (retrain)",
+        description=f"{artifact.kind} trained on {card.train_start} .. {card.train_end} (retrain)",
     )
     registry.set_challenger(name, version.version, client=client)
     return tracked, registry.get_version(name, version.version, client=client)
-
-
-def load_version(version: registry.RegisteredVersion, *, settings: Settings, work_dir: Path) -> Predictor:
-    """Download a registered version's artifact into ``work_dir`` and load its predictor."""
-    import mlflow.artifacts
-
-    from fraud_core.ml.artifact import METADATA_FILE
-    from fraud_core.ml.predictor import Predictor
-
-    if version.source is None:
-        raise RetrainError(f"{version.name} version {version.version} has no source to load")
-    target = work_dir / f"{version.name}-v{version.version}"
-    if not target.exists():
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=version.source, dst_path=str(target), tracking_uri=settings.mlflow.tracking_uri
-        )
-    found = sorted(p.parent for p in target.rglob(METADATA_FILE))
-    if not found:
-        raise RetrainError(f"{version.name} version {version.version}: no model artifact at {version.source}")
-    return Predictor.load(found[0], version=version.version)
 
 
 def _decision_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -268,7 +204,6 @@ def evaluate_pair(
     label_delay_days: float,
 ) -> tuple[dict[str, float], dict[str, float] | None]:
     """Both models' figures on the same evaluation window (features from the same history)."""
-    from fraud_core.ml.evaluate import evaluate_frames
 
     def run(model: Predictor) -> dict[str, float]:
         return _decision_metrics(
@@ -278,31 +213,6 @@ def evaluate_pair(
         )
 
     return run(challenger), (run(champion) if champion is not None else None)
-
-
-def log_evaluation(run_id: str, decision: PromotionDecision, *, client: MlflowClient) -> None:
-    """Add both models' figures on the evaluation window, and the verdict, to the challenger's run."""
-    import time
-
-    from mlflow.entities import Metric, RunTag
-
-    now = int(time.time() * 1000)
-    metrics = [Metric(f"eval_{k}", v, now, 0) for k, v in decision.challenger.items()]
-    metrics += [Metric(f"eval_champion_{k}", v, now, 0) for k, v in (decision.champion or {}).items()]
-    metrics.append(Metric("promoted", 1.0 if decision.promoted else 0.0, now, 0))
-    client.log_batch(run_id, metrics=metrics, tags=[RunTag("promotion", decision.summary[:5000])])
-
-
-def apply_decision(
-    decision: PromotionDecision, version: str, *, settings: Settings, client: MlflowClient
-) -> str | None:
-    """Move the aliases as decided and tag the version with the verdict; returns the previous champion."""
-    name = settings.mlflow.registered_model_name
-    client.set_model_version_tag(name, version, "promotion", "promoted" if decision.promoted else "rejected")
-    client.set_model_version_tag(name, version, "promotion_reason", decision.summary[:5000])
-    if decision.promoted:
-        return registry.promote(name, version, client=client)
-    return None
 
 
 @dataclass
@@ -366,63 +276,74 @@ class RetrainOutcome:
         return "\n".join(lines) + "\n"
 
 
-def record_decision(
+def decide_and_record(
     outcome: RetrainOutcome,
     artifact: ModelArtifact,
     *,
-    session: Session,
+    engine: Engine,
     settings: Settings,
     flow_run_id: str | None = None,
-) -> int:
-    """Write the audit row and the warehouse's ``model_versions`` row (with its alias); returns the audit id."""
-    from fraud_core.db import quality_repo, repository
-    from fraud_core.db.audit import PromotionAuditCreate
+) -> RetrainOutcome:
+    """Apply the gate's verdict: the version's tags and run metrics, then the aliases and the audit row.
 
+    A promoted challenger goes through :func:`fraud_core.pipeline.promotion.promote_version` (the
+    same function as a promotion by hand); a rejected one keeps the ``challenger`` alias and gets its
+    audit row. Either way the warehouse's ``model_versions`` row carries both sets of figures.
+
+    Returns:
+        ``outcome`` with its ``audit_id``.
+    """
+    client = registry.mlflow_client(settings.mlflow)
     name = settings.mlflow.registered_model_name
-    audit = quality_repo.insert_promotion_audit(
-        PromotionAuditCreate(
-            model_name=name,
-            challenger_version=outcome.challenger_version,
-            champion_version=outcome.champion_version,
-            promoted=outcome.decision.promoted,
-            reason=outcome.decision.summary,
-            reasons=list(outcome.decision.reasons),
-            challenger_metrics=dict(outcome.decision.challenger),
-            champion_metrics=dict(outcome.decision.champion) if outcome.decision.champion is not None else None,
-            gate=dict(outcome.decision.gate),
-            eval_start=outcome.plan.eval_start,
-            eval_end=outcome.plan.label_cutoff,
-            train_start=_naive(pd.Timestamp(artifact.metadata["train_start"])),
-            train_end=_naive(pd.Timestamp(artifact.metadata["train_end"])),
-            n_eval=outcome.n_eval,
-            n_eval_fraud=outcome.n_eval_fraud,
-            flow_run_id=flow_run_id,
-        ),
-        session=session,
+    decision = outcome.decision
+    log_evaluation(outcome.run_id, decision, client=client)
+    client.set_model_version_tag(
+        name, outcome.challenger_version, "promotion", "promoted" if decision.promoted else "rejected"
     )
-    meta = artifact.metadata
-    if repository.get_model_version(name, outcome.challenger_version, session=session) is None:
-        repository.insert_model_version(
-            {
-                "name": name,
-                "version": outcome.challenger_version,
-                "kind": artifact.kind,
-                "threshold": artifact.threshold,
-                "metrics": {
-                    "validation": meta.get("validation_metrics") or {},
-                    "evaluation": outcome.decision.challenger,
+    client.set_model_version_tag(name, outcome.challenger_version, "promotion_reason", decision.summary[:5000])
+    card = artifact.card
+    audit = PromotionAuditCreate(
+        model_name=name,
+        challenger_version=outcome.challenger_version,
+        champion_version=outcome.champion_version,
+        promoted=decision.promoted,
+        reason=decision.summary,
+        reasons=list(decision.reasons),
+        challenger_metrics=dict(decision.challenger),
+        champion_metrics=dict(decision.champion) if decision.champion is not None else None,
+        gate=dict(decision.gate),
+        eval_start=outcome.plan.eval_start,
+        eval_end=outcome.plan.label_cutoff,
+        train_start=_naive(card.train_start),
+        train_end=_naive(card.train_end),
+        n_eval=outcome.n_eval,
+        n_eval_fraud=outcome.n_eval_fraud,
+        flow_run_id=flow_run_id,
+    )
+    with session_scope(engine) as session:
+        if repository.get_model_version(name, outcome.challenger_version, session=session) is None:
+            repository.insert_model_version(
+                {
+                    "name": name,
+                    "version": outcome.challenger_version,
+                    "kind": artifact.kind,
+                    "threshold": artifact.threshold,
+                    "metrics": {"validation": card.validation_metrics, "evaluation": decision.challenger},
+                    "train_start": _naive(card.train_start),
+                    "train_end": _naive(card.train_end),
+                    "artifact_uri": outcome.extra.get("artifact_uri"),
                 },
-                "train_start": _naive(pd.Timestamp(meta["train_start"])),
-                "train_end": _naive(pd.Timestamp(meta["train_end"])),
-                "artifact_uri": outcome.extra.get("artifact_uri"),
-                "hub_revision": outcome.hub.tag if outcome.hub is not None else None,
-            },
-            session=session,
-        )
-    alias = registry.CHAMPION if outcome.decision.promoted else registry.CHALLENGER
-    repository.set_model_alias(name, outcome.challenger_version, alias, session=session)
-    assert audit.id is not None
-    return int(audit.id)
+                session=session,
+            )
+        if decision.promoted:
+            outcome.audit_id = promote_version(
+                outcome.challenger_version, settings=settings, session=session, audit=audit, client=client
+            ).audit_id
+        else:
+            row = repository.insert_promotion_audit(audit, session=session)
+            repository.set_model_alias(name, outcome.challenger_version, registry.CHALLENGER, session=session)
+            outcome.audit_id = row.id
+    return outcome
 
 
 def publish_to_hub(
@@ -430,11 +351,14 @@ def publish_to_hub(
     version: str,
     *,
     settings: Settings,
+    engine: Engine,
     run_id: str | None = None,
     decision: PromotionDecision | None = None,
 ) -> HubPublication | None:
-    """Publish the version to the Hub when ``HF_MODEL_REPO`` and ``HF_TOKEN`` are set (else ``None``)."""
-    from fraud_core.ml.hub import hub_enabled, publish_version
+    """Publish the version to the Hub when ``HF_MODEL_REPO`` and ``HF_TOKEN`` are set (else ``None``).
+
+    The Hub tag is recorded on the version's ``model_versions`` row.
+    """
 
     hub = settings.hub
     if not hub_enabled(hub) or artifact.path is None:
@@ -443,7 +367,7 @@ def publish_to_hub(
     extra: dict[str, Any] = {"mlflow_run_id": run_id}
     if decision is not None:
         extra["promotion"] = decision.to_dict()
-    return publish_version(
+    publication = publish_version(
         artifact.path,
         version=version,
         repo_id=hub.model_repo,
@@ -451,4 +375,66 @@ def publish_to_hub(
         endpoint=hub.endpoint,
         registered_model=settings.mlflow.registered_model_name,
         extra_metadata=extra,
+    )
+    with session_scope(engine) as session:
+        repository.set_hub_revision(settings.mlflow.registered_model_name, version, publication.tag, session=session)
+    return publication
+
+
+def plan_from_warehouse(
+    engine: Engine, settings: Settings, *, as_of: datetime | None, eval_days: float | None, train_days: float | None
+) -> RetrainPlan:
+    """The windows, with the data clock defaulting to the newest stored transaction.
+
+    Raises:
+        RetrainError: the warehouse holds no transaction.
+    """
+    if as_of is None:
+        with session_scope(engine) as session:
+            as_of = repository.latest_event_time(session=session)
+        if as_of is None:
+            raise RetrainError("the warehouse holds no transaction: nothing to retrain on")
+    return plan_retraining(
+        as_of,
+        label_delay_days=settings.features.label_delay_days,
+        eval_days=eval_days if eval_days is not None else 7.0 * settings.model.validation_weeks,
+        train_days=train_days,
+    )
+
+
+def load_labelled(engine: Engine, plan: RetrainPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`load_training_data` in a session of its own."""
+    with session_scope(engine) as session:
+        return load_training_data(session, plan)
+
+
+def current_champion(settings: Settings) -> registry.RegisteredVersion | None:
+    """The registered version holding ``champion`` now (``None``: the first model)."""
+    return registry.resolve(
+        settings.mlflow.registered_model_name, registry.CHAMPION, client=registry.mlflow_client(settings.mlflow)
+    )
+
+
+def register(
+    artifact: ModelArtifact, *, plan: RetrainPlan, settings: Settings
+) -> tuple[TrackedModel, registry.RegisteredVersion]:
+    """:func:`register_challenger` on a client of the configured stores."""
+    return register_challenger(artifact, plan=plan, settings=settings, client=registry.mlflow_client(settings.mlflow))
+
+
+def evaluate_against_champion(
+    artifact: ModelArtifact,
+    version: str,
+    champion: registry.RegisteredVersion | None,
+    training: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    *,
+    settings: Settings,
+    work_dir: Path,
+) -> tuple[dict[str, float], dict[str, float] | None]:
+    """Challenger and champion on the same evaluation window (the champion downloaded into ``work_dir``)."""
+    challenger = Predictor(artifact, version=version)
+    incumbent = registry.load_version(champion, settings=settings, work_dir=work_dir) if champion else None
+    return evaluate_pair(
+        challenger, incumbent, evaluation, training, label_delay_days=settings.features.label_delay_days
     )

@@ -1,6 +1,6 @@
 """Online features: new transactions scored against their cards' history from the warehouse.
 
-Parity with the batch features holds by construction: :func:`build_online_features` puts the
+Parity with the batch features holds by construction: :func:`build_features_with_history` puts the
 history rows and the new rows in one frame, runs the very same :func:`build_features`, and keeps
 the new rows. What makes every value exact is which history rows it gets (:class:`HistoryWindow`):
 
@@ -171,7 +171,7 @@ def normalise_label_events(events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def build_online_features(
+def build_features_with_history(
     new: pd.DataFrame,
     history: pd.DataFrame,
     label_events: pd.DataFrame | None = None,

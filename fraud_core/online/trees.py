@@ -3,7 +3,7 @@
 scikit-learn evaluates its boosted trees one tree at a time with an OpenMP loop over rows: for a
 single transaction that is 300 parallel regions of one row each, whose thread start-up and
 synchronisation cost far more than the walk itself. :class:`FastHGB` flattens every tree into a few
-arrays once; the walks themselves are numba-compiled loops (:mod:`fraud_core.ml.tree_kernels`) that
+arrays once; the walks themselves are numba-compiled loops (:mod:`fraud_core.online.kernels`) that
 run in the calling thread (no thread pool): a few microseconds per row for all trees.
 
 It reproduces scikit-learn's decision rules exactly (``_predict_from_raw_data``): missing values
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fraud_core.ml.tree_kernels import raw_scores, raw_scores_one_change, reference_walk
+from fraud_core.online.kernels import raw_scores, raw_scores_one_change, reference_walk
 
 _BITS = 32
 
@@ -135,7 +135,7 @@ class FastHGB:
             in_left = ((all_bitsets[bitset_row[j], word] >> bit) & 1).astype(bool)
             known_here = ((known_bitsets[f_idx_map[feature[j]], word] >> bit) & 1).astype(bool)
             cat_table[i] = np.where(in_left | known_here, in_left, missing_left[j])
-        # The trees, once, as the compiled walks take them (see fraud_core.ml.tree_kernels).
+        # The trees, once, as the compiled walks take them (see fraud_core.online.kernels).
         self._trees = (
             np.asarray(roots, dtype=np.int64),
             feature,
@@ -205,67 +205,3 @@ class FastHGB:
         """Probability of the positive class (scikit-learn's ``predict_proba(x)[:, 1]``)."""
         raw = self.raw(x)
         return 1.0 / (1.0 + np.exp(-raw))
-
-
-class FastScorer:
-    """One transaction's score and reasons from a :class:`~fraud_core.ml.predictor.Predictor`, fast.
-
-    It encodes a feature dict without pandas and walks the predictor's own flattened trees
-    (:class:`FastHGB`) once for the score; the reasons are the predictor's ``explain``, handed that
-    walk so the trees are not walked again for the scored row. Tests compare it with the predictor
-    end to end.
-
-    Raises:
-        ValueError: the predictor has no flattened trees (not a HistGradientBoosting classifier
-            with code-encoded categories: the forest keeps the reference path).
-    """
-
-    def __init__(self, predictor: Any) -> None:
-        if predictor._fast is None:
-            raise ValueError("the fast path needs a HistGradientBoosting model with code-encoded categories")
-        encoder = predictor._encoder
-        self.predictor = predictor
-        self.model: FastHGB = predictor._fast
-        self.numeric = list(encoder.numeric_)
-        self.categorical = list(encoder.categorical_)
-        self.lookups = {c: dict(encoder._lookups[c]) for c in self.categorical}
-        self.columns = list(predictor.feature_columns)
-        self.threshold = float(predictor.threshold)
-
-    def encode(self, features: dict[str, Any]) -> np.ndarray:
-        """The encoder's row: numeric columns in order, then category codes (NaN when unseen)."""
-        values = [float(features[c]) for c in self.numeric]
-        values += [self.lookups[c].get(features[c], np.nan) for c in self.categorical]
-        return np.asarray([values], dtype=np.float64)
-
-    def score(self, features: dict[str, Any], *, reasons: int = 3) -> tuple[float, bool, str, list[dict[str, Any]]]:
-        """(probability, decision, risk level, reasons) of one feature row."""
-        x = self.encode(features)
-        reference = self.model.reference(x[0])
-        scores = 1.0 / (1.0 + np.exp(-np.asarray([reference.raw])))
-        p = float(scores[0])
-        explained: list[dict[str, Any]] = []
-        if reasons > 0:
-            frame = _OneRow([features[c] for c in self.columns])
-            explained = self.predictor.explain(frame, top=reasons, encoded=x, scores=scores, reference=reference)[0]
-        return p, p >= self.threshold, self.predictor.risk_level(p), explained
-
-
-class _OneRow:
-    """The little of a one-row feature frame that ``Predictor.explain`` reads.
-
-    ``explain`` selects ``features[feature_columns]`` (already in that order here) and reads values
-    with ``.iat[row, column]``; building a real DataFrame for that costs more than the model call.
-    """
-
-    def __init__(self, values: list[Any]) -> None:
-        self.values = values
-        self.iat = self
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, tuple):
-            return self.values[key[1]]
-        return self
-
-    def __len__(self) -> int:
-        return 1

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pandas as pd
+from sqlalchemy.engine import Engine
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from fraud_core.db.repository import DailyKpis
+from fraud_core.db import repository, session_scope
+from fraud_core.db.repository import DailyKpis
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +51,18 @@ class DashboardData:
         return self._engine_getter()  # type: ignore[no-any-return]
 
     def _session(self) -> Any:
-        from fraud_core.db import session_scope
 
         return session_scope(self.engine)
 
     # live -----------------------------------------------------------------------------------
     def today(self) -> date | None:
         """The data's "today": the UTC day of the newest transaction (replays run in the past)."""
-        from fraud_core.db import repository
 
         with self._session() as session:
             latest = repository.latest_event_time(session=session)
         return latest.date() if latest is not None else None
 
     def live(self, *, limit: int = 25) -> LiveSnapshot:
-        from fraud_core.db import repository
 
         with self._session() as session:
             latest_time = repository.latest_event_time(session=session)
@@ -77,14 +73,12 @@ class DashboardData:
 
     # performance ------------------------------------------------------------------------------
     def labelled_predictions(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-        from fraud_core.db import repository
 
         with self._session() as session:
             return repository.labelled_predictions(session=session, start=start, end=end)
 
     # explore ----------------------------------------------------------------------------------
     def explore(self, start: datetime | None, end: datetime | None) -> dict[str, pd.DataFrame]:
-        from fraud_core.db import repository
 
         with self._session() as session:
             out: dict[str, pd.DataFrame] = {
@@ -97,20 +91,17 @@ class DashboardData:
 
     # review -----------------------------------------------------------------------------------
     def review_queue(self, *, limit: int = 100) -> pd.DataFrame:
-        from fraud_core.db import repository
 
         with self._session() as session:
             return repository.review_queue(session=session, limit=limit)
 
     def record_verdict(self, trans_num: str, is_fraud: bool, *, analyst: str, note: str | None = None) -> None:
-        from fraud_core.db import repository
 
         with self._session() as session:
             repository.record_verdict(trans_num, is_fraud, session=session, analyst=analyst, note=note)
 
     # quality ----------------------------------------------------------------------------------
     def quality(self) -> QualitySnapshot:
-        from fraud_core.db import repository
 
         with self._session() as session:
             report = repository.latest_quality_report(session=session)

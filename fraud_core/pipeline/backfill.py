@@ -1,9 +1,9 @@
 """Backfill: score (or re-score) the stored transactions of a date range, chunk by chunk.
 
 A chunk is a time range ``[start, end)``. Scoring it runs **the live path's code**: the stored
-transactions of the range, then :func:`fraud_core.pipeline.score.online_features` (their cards'
+transactions of the range, then :func:`fraud_core.pipeline.batch_scoring.features_from_warehouse` (their cards'
 history read from the warehouse, including what lies before the chunk start, then the shared
-feature code) and :func:`fraud_core.pipeline.score.predict`. A backfilled score therefore equals the
+feature code) and :func:`fraud_core.pipeline.batch_scoring.predict`. A backfilled score therefore equals the
 score the live flow stores for the same transaction, model and warehouse state, whatever the chunk
 boundaries: features only look at each card's past, and the history query brings it whole.
 
@@ -20,19 +20,22 @@ and a remote Dask worker may not see the registry or the flow's disk.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Engine
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from fraud_core.ml.serving import ChampionRef, ServingModel
+from fraud_core.db import repository, session_scope, shared_engine
+from fraud_core.ml.artifact import read_card
+from fraud_core.ml.champion import ChampionRef, LoadedModel, get_champion_holder, load_predictor
+from fraud_core.pipeline import batch_scoring
+from fraud_core.settings import get_settings
 
 #: Reasons stored with each flagged transaction (as many as the live flow stores).
 REASONS = 3
@@ -40,7 +43,7 @@ REASONS = 3
 SCORE_BLOCK_ROWS = 1000
 
 #: Models unpacked by this process, by fingerprint (a Dask worker runs many chunks of one model).
-_LOADED: dict[str, ServingModel] = {}
+_LOADED: dict[str, LoadedModel] = {}
 _LOADED_LOCK = threading.Lock()
 
 
@@ -57,33 +60,29 @@ class ModelBundle:
     files: dict[str, bytes]
 
     @classmethod
-    def of(cls, model: ServingModel) -> ModelBundle:
+    def of(cls, model: LoadedModel) -> ModelBundle:
         """Pack a loaded model's artifact directory."""
         root = Path(model.directory)
         files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
         return cls(ref=model.ref, files=files)
 
-    def load(self) -> ServingModel:
+    def load(self) -> LoadedModel:
         """The model, unpacked into a temporary folder and loaded once per process."""
         with _LOADED_LOCK:
             cached = _LOADED.get(self.ref.fingerprint)
             if cached is not None:
                 return cached
-            import tempfile
-
-            from fraud_core.ml.artifact import read_metadata
-            from fraud_core.ml.serving import ServingModel, load_predictor
 
             directory = Path(tempfile.mkdtemp(prefix="fraud-backfill-model-"))
             for name, data in self.files.items():
                 target = directory / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            model = ServingModel(
+            model = LoadedModel(
                 ref=self.ref,
                 predictor=load_predictor(directory, self.ref.version),
                 directory=directory,
-                metadata=read_metadata(directory),
+                card=read_card(directory),
             )
             _LOADED[self.ref.fingerprint] = model
             return model
@@ -142,7 +141,7 @@ def score_range(
     end: datetime,
     *,
     engine: Engine,
-    model: ServingModel,
+    model: LoadedModel,
     label_delay_days: float | None = None,
     only_unscored: bool = True,
 ) -> ChunkResult:
@@ -159,15 +158,11 @@ def score_range(
     Returns:
         The counts and the time it took.
     """
-    from fraud_core.db import repository, session_scope
-    from fraud_core.pipeline import score as scoring
 
     began = time.perf_counter()
     start, end = _naive_utc(start), _naive_utc(end)
     if label_delay_days is None:
-        from fraud_core.settings import get_settings
-
-        label_delay_days = scoring.label_delay_days(model, get_settings().features.label_delay_days)
+        label_delay_days = batch_scoring.label_delay_days(model, get_settings().features.label_delay_days)
     with session_scope(engine) as session:
         frame = repository.transactions_between(start, end, session=session)
         total = len(frame)
@@ -180,7 +175,7 @@ def score_range(
             frame = frame[frame["trans_num"].isin(pending)].reset_index(drop=True)
         if len(frame) == 0:
             return ChunkResult(start, end, total, 0, 0, time.perf_counter() - began)
-        features = scoring.online_features(frame, session=session, label_delay_days=label_delay_days)
+        features = batch_scoring.features_from_warehouse(frame, session=session, label_delay_days=label_delay_days)
         # Reasons cost about one extra scoring per feature and row: the backfill explains only the
         # transactions it flags (those an analyst opens); the scores are the live path's exactly.
         now = datetime.now(UTC)
@@ -188,7 +183,7 @@ def score_range(
         # within 1e-9, not to the bit) code path for very large batches than for a live run's.
         scored = pd.concat(
             [
-                scoring.predict(
+                batch_scoring.predict(
                     features.iloc[i : i + SCORE_BLOCK_ROWS],
                     frame.iloc[i : i + SCORE_BLOCK_ROWS],
                     model=model,
@@ -210,3 +205,14 @@ def score_range(
         scored["latency_ms"] = None
         inserted = repository.insert_predictions(scored, session=session)
     return ChunkResult(start, end, total, len(frame), inserted, time.perf_counter() - began)
+
+
+def champion_bundle() -> ModelBundle:
+    """The current champion, packed for the chunks' workers."""
+    return ModelBundle.of(get_champion_holder().get())
+
+
+def score_chunk(start: datetime, end: datetime, bundle: ModelBundle, *, only_unscored: bool = True) -> ChunkResult:
+    """Score one chunk on this worker (its own small pool on the configured warehouse) and commit it."""
+    engine = shared_engine(get_settings().database.url, pool_size=2)  # one pool per Dask worker
+    return score_range(start, end, engine=engine, model=bundle.load(), only_unscored=only_unscored)
