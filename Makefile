@@ -29,9 +29,10 @@ test: .venv/.synced lint  ## run every test (unit, integration, data, model, e2e
 test-fast: .venv/.synced  ## unit and model tests only
 	$(UV) run pytest -q -m "unit or model or data"
 
-lint: .venv/.synced  ## ruff and mypy
+lint: .venv/.synced  ## ruff, the layer rule (import-linter) and mypy
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
+	$(UV) run lint-imports --no-cache
 	$(UV) run mypy
 
 format: .venv/.synced  ## format and fix what ruff can

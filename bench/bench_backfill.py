@@ -89,7 +89,7 @@ def _model(directory: Path) -> Path:
     return directory
 
 
-def _parity(url: str, *, batches: int, batch_size: int, seed: int) -> tuple[int, int, float]:
+def _parity(url: str, *, batches: int, batch_size: int, random_state: int) -> tuple[int, int, float]:
     """Live-path scores of random test batches against the stored backfilled ones: (equal, compared, max diff)."""
     from fraud_core.data import read_raw, to_canonical
     from fraud_core.ml.champion import get_champion_holder
@@ -98,8 +98,8 @@ def _parity(url: str, *, batches: int, batch_size: int, seed: int) -> tuple[int,
     raw = read_raw(os.path.join(os.environ["DATA_DIR"], "fraud_test.parquet"))
     raw = raw.sort_values(["trans_date_trans_time", "trans_num"]).reset_index(drop=True)
     model = get_champion_holder().get()
-    delay = batch_scoring.label_delay_days(model, 7.0)
-    rng = random.Random(seed)
+    delay = model.card.label_delay_days
+    rng = random.Random(random_state)
     engine = make_engine(url)
     equal = compared = 0
     worst = 0.0
@@ -194,7 +194,7 @@ def main() -> None:
             f"({result['seconds']:.1f} s in the chunks' subflow), {result['scored'] / wall:,.0f} transactions/s, "
             f"model {result['model_version']}"
         )
-        equal, compared, worst = _parity(text_url, batches=args.parity_batches, batch_size=200, seed=7)
+        equal, compared, worst = _parity(text_url, batches=args.parity_batches, batch_size=200, random_state=7)
         print(f"parity with the live path: {equal:,}/{compared:,} scores identical (largest difference {worst:.3g})")
     finally:
         if not args.keep and new:

@@ -34,31 +34,32 @@ def measure(bodies: Path, n: int) -> dict[str, float]:
     """Microseconds per request of each stage, over the first ``n`` bodies (after 50 warm-up calls)."""
     import msgspec
 
+    from fraud_core.db import make_engine
     from fraud_core.online.canonical import canonical_one
     from fraud_core.online.features import features_one
     from fraud_core.pipeline.online_scoring import OnlineScorer
     from fraud_core.settings import get_settings
     from webapp.schemas import TransactionIn
-    from webapp.services import Services
 
-    services = Services(get_settings())
-    services.open()
-    engine = OnlineScorer(services)
+    settings = get_settings()
+    database = make_engine(settings.database.url)
+    engine = OnlineScorer(database, settings)
     engine.warm_up()
     lines = bodies.read_text().splitlines()[:n]
-    records = [msgspec.json.decode(line.encode(), type=TransactionIn) for line in lines]
+    records = [msgspec.structs.asdict(msgspec.json.decode(line.encode(), type=TransactionIn)) for line in lines]
     for record in records[:50]:
-        engine.score_record(record, started=time.perf_counter())
-    model = engine._model()
-    parts = engine._fast_parts(model)
+        engine.score_record(record)
+    model = engine.model()
+    parts = engine._online_parts(model)
     if parts is None:
         raise SystemExit("the fast path is off for this model (not a HistGradientBoosting artifact?)")
     scorer, reader = parts
-    delay = model.metadata.get("label_delay_days")
+    delay = model.card.label_delay_days
+    token_key = settings.security.card_token_key.get_secret_value()
     spent = dict.fromkeys(("canonical", "history", "features", "score", "reasons"), 0.0)
     for record in records:
         t0 = time.perf_counter()
-        row = canonical_one(msgspec.structs.asdict(record), token_key=services.token_key)
+        row = canonical_one(record, token_key=token_key)
         assert row is not None
         t1 = time.perf_counter()
         history = reader.read(row)
@@ -76,10 +77,10 @@ def measure(bodies: Path, n: int) -> dict[str, float]:
         spent["reasons"] += (t5 - t4) - (t4 - t3)
     started = time.perf_counter()
     for record in records:
-        engine.score_record(record, started=time.perf_counter())
+        engine.score_record(record)
     spent["total"] = time.perf_counter() - started
     engine.close()
-    services.close()
+    database.dispose()
     return {stage: round(1e6 * seconds / len(records), 1) for stage, seconds in spent.items()}
 
 

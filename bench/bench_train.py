@@ -57,12 +57,12 @@ def main() -> None:
     t0, c0 = time.perf_counter(), _cpu_seconds()
     artifact = train_file(args.train, out_dir, kind=args.model, progress=lambda m: print(f"  train: {m}", flush=True))
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
-    timings = artifact.metadata["timings"]
+    timings = artifact.card.timings
     val = artifact.validation_metrics
     print(f"training ({args.model}): {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {_peak_rss_mb():.0f} MB")
     print(
         f"  read {timings['read_seconds']:.1f} s, features {timings['features_seconds']:.1f} s, "
-        f"fit {timings['fit_seconds']:.1f} s ({artifact.metadata['n_fit']:,} rows fitted)"
+        f"fit {timings['fit_seconds']:.1f} s ({artifact.card.n_fit:,} rows fitted)"
     )
     print(
         f"  validation: PR-AUC {val['pr_auc']:.4f}, ROC-AUC {val['roc_auc']:.4f}, precision {val['precision']:.4f}, "
@@ -128,15 +128,13 @@ def _latency(model_dir: Path, test_path: Path, train_path: Path, rows: int) -> N
     cases = []
     for index in picks.index:
         new = test.loc[[index]].drop(columns="is_fraud")
-        window = history_window(new, label_delay_days=predictor.metadata["label_delay_days"])
+        window = history_window(new, label_delay_days=predictor.card.label_delay_days)
         cases.append((new, select_card_history(warehouse, window), select_label_events(warehouse, window)))
 
     feature_ms, score_ms, reasons_ms = [], [], []
     for new, history, labels in cases:
         t0 = time.perf_counter()
-        features = build_features_with_history(
-            new, history, labels, label_delay_days=predictor.metadata["label_delay_days"]
-        )
+        features = build_features_with_history(new, history, labels, label_delay_days=predictor.card.label_delay_days)
         t1 = time.perf_counter()
         predictor.score_features(features, reasons=0)
         t2 = time.perf_counter()

@@ -83,7 +83,7 @@ def etl_and_predict(
         summary.add(extracted=len(extracted.records), valid=len(batch.frame))
         summary.cursor = extracted.next_cursor
         if len(batch.frame) or batch.rejected or extracted.next_cursor != extracted.start_cursor:
-            store_and_score(
+            store_and_score(  # type: ignore[call-overload]  # quote() hides the batch from Prefect's input walk
                 quote(extracted), quote(batch), engine=engine, source=source, track_cursor=not realtime, summary=summary
             )
         logger.info("%s", summary.one_line())

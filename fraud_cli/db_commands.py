@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fraud_cli.errors import UserError
+
 
 def _quiet_alembic() -> None:
     # Alembic logs every plugin and step at INFO; the command prints its own one-line outcome.
-    import logging
-
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _database_label(url: str) -> str:
+    # imported when the command runs: `fraud-detector --help` stays fast
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
@@ -29,6 +31,7 @@ def init_db(
 ) -> None:
     """Create the warehouse schema, or upgrade it to the latest migration."""
     _quiet_alembic()
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.db.migrate import current_revision, head_revision, upgrade
     from fraud_core.settings import get_settings
 
@@ -57,7 +60,7 @@ def import_data(
     Idempotent on trans_num: importing the same file twice stores each transaction once.
     """
     _quiet_alembic()
-    from fraud_cli.errors import UserError
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.db.importer import import_file
     from fraud_core.db.migrate import current_revision, upgrade
     from fraud_core.settings import get_settings

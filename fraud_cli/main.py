@@ -6,12 +6,14 @@ dependencies inside the command bodies so that ``fraud-detector --help`` stays f
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import typer
 
 from fraud_cli.errors import UserError, one_line
+from fraud_core import __version__
 
 app = typer.Typer(
     name="fraud-detector",
@@ -30,8 +32,6 @@ def _root() -> None:
 @app.command()
 def version() -> None:
     """Print the version."""
-    from fraud_core import __version__
-
     typer.echo(__version__)
 
 
@@ -41,19 +41,20 @@ COMMAND_MODULES = (
     "fraud_cli.ml_commands",  # train, evaluate
     "fraud_cli.source_commands",  # source
     "fraud_cli.serve_commands",  # serve
-    "fraud_cli.quality_commands",  # quality, retrain
-    "fraud_cli.system_commands",  # up
+    "fraud_cli.quality_commands",  # quality, retrain, models, promote
+    "fraud_cli.up_commands",  # up, bootstrap
+    "fraud_cli.worker_commands",  # worker
+    "fraud_cli.settings_commands",  # settings
 )
 
 
 def _register_all() -> None:
-    import importlib
-
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    # imported only when an error is to be matched: `fraud-detector --help` stays fast
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     _register_all()
     try:
         app(args=argv)  # standalone mode: prints usage errors and raises SystemExit
+    except SystemExit:
+        # Caught first: the clause below imports pydantic, SQLAlchemy and pandas to match (seconds),
+        # which `--help` and every command's normal exit (a SystemExit) must not pay.
+        raise
     except _expected_errors() as exc:
         typer.echo(f"error: {one_line(exc)}", err=True)
         return 2

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fraud_cli.errors import UserError
+
 
 class ModelKindOption(StrEnum):
     hgb = "hgb"
@@ -25,6 +27,7 @@ def _progress(message: str) -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.data import DataFormatError
     from fraud_core.ml.artifact import ArtifactError
     from fraud_core.ml.evaluate import EvaluationError
@@ -52,7 +55,7 @@ def train(
 
     The last weeks of the file are held out (by time) to choose the decision threshold and measure the model; the metadata keeps those figures. With MLflow on, the run is logged and the artifact registered; the first registered version becomes champion.
     """
-    from fraud_cli.errors import UserError
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.ml.train import train_file
 
     try:
@@ -72,6 +75,7 @@ def train(
     )
     if not mlflow:
         return
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.ml.tracking import log_training
 
     try:
@@ -96,7 +100,7 @@ def evaluate(
 
     Features of the test rows use the history file plus the earlier test rows, as they would live. Progress goes to stderr; with --json, stdout holds one JSON object.
     """
-    from fraud_cli.errors import UserError
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.ml.evaluate import evaluate_files
 
     try:

@@ -2,7 +2,8 @@
 
 ``quality`` and ``retrain`` run the very flows the deployments run (``flows.weekly_quality``,
 ``flows.retrain``), in this process, against ``PREFECT_API_URL`` or a temporary local Prefect
-server. ``models`` and ``promote`` talk to the MLflow registry directly.
+server. ``models`` reads the MLflow registry; ``promote`` goes through
+:func:`fraud_core.pipeline.promotion.promote_by_hand` (registry alias, warehouse alias, audit row).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+
+from fraud_cli.errors import UserError
 
 
 def _state_result(state: Any) -> Any:
@@ -31,19 +34,20 @@ def quality(
     start: Annotated[datetime | None, typer.Option("--start", help="window start, UTC")] = None,
 ) -> None:
     """Run the weekly quality checks now; exit 1 when a check fails (the alert goes out as usual)."""
+    # imported when the command runs: `fraud-detector --help` stays fast
     from flows.weekly_quality import weekly_quality
-    from fraud_core.db import make_engine, repository, session_scope
+    from fraud_core.db import make_engine
+    from fraud_core.pipeline.weekly_quality import latest_report
     from fraud_core.settings import get_settings
 
     state = weekly_quality(window_days=days, window_end=end, window_start=start, return_state=True)
     engine = make_engine(get_settings().database.url)
     try:
-        with session_scope(engine) as session:
-            report = repository.latest_quality_report(session=session)
+        report = latest_report(engine)
     finally:
         engine.dispose()
     if report is not None:
-        typer.echo(report.markdown)
+        typer.echo(report)
     if not state.is_completed():
         typer.echo(f"quality: {state.message}", err=True)
         raise typer.Exit(code=1)
@@ -59,6 +63,7 @@ def retrain(
     ] = None,
 ) -> None:
     """Train a challenger on true labels and promote it if it passes the gate."""
+    # imported when the command runs: `fraud-detector --help` stays fast
     from flows.retrain import retrain as retrain_flow
 
     result = _state_result(retrain_flow(as_of=as_of, eval_days=eval_days, train_days=train_days, return_state=True))
@@ -72,6 +77,7 @@ def retrain(
 
 def models() -> None:
     """Show which versions hold the champion and challenger aliases."""
+    # imported when the command runs: `fraud-detector --help` stays fast
     from fraud_core.ml import registry
     from fraud_core.settings import get_settings
 
@@ -89,34 +95,25 @@ def promote(
     version: Annotated[str, typer.Argument(help="the registered version to make champion (a rollback too)")],
     reason: Annotated[str, typer.Option("--reason", help="why, for the audit trail")] = "manual promotion",
 ) -> None:
-    """Make a version champion by hand (e.g. a rollback); recorded in the promotion audit."""
-    from fraud_core.db import make_engine, repository, session_scope
-    from fraud_core.db.models import PromotionAuditCreate
-    from fraud_core.ml import registry
+    """Make a version champion by hand (e.g. a rollback); recorded in the promotion audit.
+
+    The registry's ``champion`` alias (what serving follows) and the warehouse's (what the dashboard
+    and the reports show) move together, and the promotion audit gets a row.
+    """
+    # imported when the command runs: `fraud-detector --help` stays fast
+    from fraud_core.db import make_engine
+    from fraud_core.pipeline.promotion import PromotionError, promote_by_hand
     from fraud_core.settings import get_settings
 
     settings = get_settings()
-    client = registry.mlflow_client(settings.mlflow)
-    name = settings.mlflow.registered_model_name
-    registry.get_version(name, version, client=client)  # fails clearly on an unknown version
-    previous = registry.promote(name, version, client=client)
     engine = make_engine(settings.database.url)
     try:
-        with session_scope(engine) as session:
-            repository.insert_promotion_audit(
-                PromotionAuditCreate(
-                    model_name=name,
-                    challenger_version=version,
-                    champion_version=previous,
-                    promoted=True,
-                    reason=f"promoted by hand: {reason}",
-                    reasons=[f"promoted by hand: {reason}"],
-                ),
-                session=session,
-            )
+        done = promote_by_hand(version, reason=reason, settings=settings, engine=engine, by="cli")
+    except PromotionError as exc:
+        raise UserError(str(exc)) from exc
     finally:
         engine.dispose()
-    typer.echo(f"promote: {name} version {version} is champion (was {previous or 'none'})")
+    typer.echo(f"promote: {done.name} version {done.version} is champion (was {done.previous or 'none'})")
 
 
 def register(app: typer.Typer) -> None:

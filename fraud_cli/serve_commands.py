@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import typer
 
 
@@ -23,8 +26,7 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("warning", help="uvicorn log level (access logs at 'info')."),
     ) -> None:
         """Serve the REST API (/predict, /health, /model, /docs) and the dashboard (/dashboard/)."""
-        import os
-
+        # imported when the command runs: `fraud-detector --help` stays fast
         import uvicorn
 
         # Workers import the app by name, so the options they need travel in the environment.
@@ -50,6 +52,4 @@ def _origins(host: str, port: int) -> list[str]:
 
 
 def _has(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None

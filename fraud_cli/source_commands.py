@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from fraud_cli.errors import UserError
+
 #: The bundled sample (whole card histories) replayed when no ``--data`` is given.
 BUNDLED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "fraud_sample.parquet"
 
@@ -32,7 +34,7 @@ def source(
     ] = False,
 ) -> None:
     """Replay a dataset as a live feed: GET /transactions, /labels, /current-transactions."""
-    from fraud_cli.errors import UserError
+    # imported when the command runs: `fraud-detector --help` stays fast
     from simulator import ReplayFeed, create_app
     from simulator.server import serve
 

@@ -3,7 +3,7 @@
 * ``GET /transactions?after=CURSOR&limit=N``: released transactions after a cursor, no labels.
 * ``GET /labels?after=CURSOR&limit=N``: ``is_fraud`` labels released ``label_delay`` after their
   transaction.
-* ``GET /current-transactions``: the latest transaction in the seed's real-time format.
+* ``GET /current-transactions``: the latest transaction in the real-time format.
 * ``GET /health``: counts only.
 """
 
@@ -44,7 +44,7 @@ def labels(state: State, after: Cursor = None, limit: Limit = 1000) -> Response[
 
 @get("/current-transactions", sync_to_thread=False)
 def current_transactions(state: State) -> Response[str]:
-    """The latest released transaction as the seed's API sends it (a JSON string of a split frame)."""
+    """The latest released transaction as a real-time API sends it (a JSON string of a split frame)."""
     feed: ReplayFeed = state.feed
     return Response(feed.current_transaction(), media_type=MediaType.JSON)
 

@@ -214,7 +214,7 @@ class ReplayFeed:
         return Page(body=_envelope(head, key, records), count=stop - start, next_cursor=str(stop))
 
     def current_transaction(self) -> str:
-        """The latest released transaction in the seed's real-time format.
+        """The latest released transaction in the real-time format.
 
         A JSON string whose content is a pandas ``orient="split"`` frame of one row (none before the
         first release): the Kaggle fields without ``unix_time``, with ``is_fraud`` and

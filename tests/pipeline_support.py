@@ -19,6 +19,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from litestar import Litestar, MediaType, Request, Response, post
 
+from fraud_core.features import FEATURE_COLUMNS
+from fraud_core.ml.card import ModelCard
 from simulator import BackgroundServer, FaultInjector, ReplayFeed, create_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -291,3 +293,38 @@ def train_quick_model(directory: Path, *, until: str = "2019-09-01", max_iter: i
         artifact = train_model(frame, kind="hgb", validation_weeks=4, label_delay_days=7, progress=lambda _: None)
     save_artifact(artifact, directory)
     return directory
+
+
+def make_card(**overrides: object) -> ModelCard:
+    """A valid card for a model of the declared features (the values are made up)."""
+    fields: dict[str, object] = {
+        "model_kind": "hgb",
+        "model_params": {"max_iter": 5},
+        "feature_columns": list(FEATURE_COLUMNS),
+        "categorical_features": ["category"],
+        "threshold": 0.5,
+        "threshold_strategy": "f1",
+        "risk_bands": {"medium": 0.2, "high": 0.5},
+        "label_delay_days": 7.0,
+        "validation_weeks": 4,
+        "train_start": "2019-01-01T00:00:00",
+        "train_end": "2019-06-01T00:00:00",
+        "validation_start": "2019-05-04T00:00:00",
+        "n_rows": 500,
+        "n_fraud": 10,
+        "n_before_validation": 400,
+        "n_fit": 400,
+        "n_fit_fraud": 8,
+        "legit_sample_rate": 1.0,
+        "n_validation": 100,
+        "n_validation_fraud": 2,
+        "n_cards": 5,
+        "data_hash": "0" * 64,
+        "validation_metrics": {"pr_auc": 0.9},
+        "reason_baseline": {},
+        "feature_reference": {},
+        "created_at": "2019-06-02T00:00:00",
+        "library_versions": {"scikit-learn": "1.6"},
+    }
+    fields.update(overrides)
+    return ModelCard.model_validate(fields)

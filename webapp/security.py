@@ -13,6 +13,8 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
+from webapp.dependencies import provide_settings
+
 API_KEY_HEADER = "X-API-Key"
 
 
@@ -33,8 +35,7 @@ async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     ``async`` although it never awaits: Litestar runs a synchronous guard in a worker thread, and
     that hand-off cost more than the whole check on every scoring request.
     """
-    services = connection.app.state["services"]
-    keys = services.settings.security.api_keys
+    keys = provide_settings(connection.app.state).security.api_keys
     if not keys:
         return
     if not key_is_valid(connection.headers.get(API_KEY_HEADER), keys):

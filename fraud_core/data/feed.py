@@ -2,7 +2,7 @@
 
 The source speaks the cursor protocol of ``fraud-detector source`` (``GET /transactions`` and
 ``GET /labels`` with ``after`` and ``limit``, answering ``{"transactions" | "labels": [...],
-"next_cursor": ..., "has_more": ...}``), or the seed's real-time format (``GET
+"next_cursor": ..., "has_more": ...}``), or the real-time format (``GET
 /current-transactions``). Anything else (a refused connection, a timeout, a 5xx, a body that is not
 the expected JSON) is retried a bounded number of times and then raised as :class:`SourceError`:
 the caller fails the run visibly and the next run starts again from the stored cursor.
@@ -232,7 +232,7 @@ class SourceClient:
         return out
 
     def current_transactions(self) -> pd.DataFrame:
-        """The seed-format endpoint: the transaction(s) released now, as a raw frame (label included).
+        """The real-time endpoint: the transaction(s) released now, as a raw frame (label included).
 
         Raises:
             SourceError: the endpoint could not be read or did not answer a split frame.

@@ -1,7 +1,7 @@
 """Readers for the formats transactions arrive in.
 
 * Files in the Kaggle schema, CSV or Parquet (:func:`read_raw`).
-* The seed's real-time API format: a JSON string (sometimes encoded twice) of a pandas
+* The real-time API format: a JSON string (sometimes encoded twice) of a pandas
   ``orient="split"`` frame with ``current_time`` in epoch milliseconds and no ``unix_time``
   (:func:`parse_realtime_payload`).
 * JSON records, one object per transaction (:func:`records_to_raw`).
@@ -98,7 +98,7 @@ def records_to_raw(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def parse_realtime_payload(payload: str | bytes | Mapping[str, Any]) -> pd.DataFrame:
-    """Parse the seed's real-time API answer into a raw frame.
+    """Parse a real-time API answer into a raw frame.
 
     The answer is a pandas ``orient="split"`` frame (``columns``, ``index``, ``data``) serialised to
     JSON, sometimes serialised a second time into a JSON string. It carries ``current_time`` (epoch

@@ -1,9 +1,13 @@
-"""Point-in-time features: one code path for training, the live flow and ``/predict``.
+"""Point-in-time features: the declarations and the reference (batch) implementation.
 
-* :func:`build_features`: a whole frame at once (training, evaluation, backfills).
+* :data:`FEATURES` (:mod:`~fraud_core.features.definitions`): every feature, declared once.
+* :func:`build_features`: a whole frame at once (training, evaluation, the live flow, backfills).
 * :func:`build_features_with_history`: new transactions plus their cards' history from the warehouse
   (:func:`history_window` says which history; :func:`fraud_core.db.history.fetch_card_history`
   reads it with one query). It runs :func:`build_features` on the union, so values are identical.
+
+Training, the live flow, the backfill and ``/predict/batch`` use this code. ``/predict`` uses its
+one-row twin, :mod:`fraud_core.online` (two implementations, one declaration, a parity test).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from fraud_core.features.definitions import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
     FEATURE_DESCRIPTIONS,
+    FEATURES,
     INPUT_COLUMNS,
     MAX_WINDOW_SECONDS,
     NUMERIC_FEATURES,
     WINDOWS,
+    Feature,
     describe,
 )
 from fraud_core.features.history import (
@@ -38,6 +44,8 @@ __all__ = [
     "CATEGORICAL_FEATURES",
     "FEATURE_COLUMNS",
     "FEATURE_DESCRIPTIONS",
+    "FEATURES",
+    "Feature",
     "INPUT_COLUMNS",
     "LABEL_EVENT_COLUMNS",
     "MAX_WINDOW_SECONDS",

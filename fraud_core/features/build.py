@@ -1,8 +1,11 @@
 """Point-in-time features, computed for a whole frame at once (vectorised, no loop per row).
 
-This is the one feature code path: training and evaluation call :func:`build_features` on a whole
-file; the live flow and ``/predict`` call :func:`fraud_core.features.history.build_features_with_history`,
-which runs this same function on the new transactions plus their cards' recent history.
+This is the reference implementation: training and evaluation call :func:`build_features` on a
+whole file; the live flow, the backfill and ``/predict/batch`` call
+:func:`fraud_core.features.history.build_features_with_history`, which runs this same function on the
+new transactions plus their cards' recent history. ``/predict`` uses the one-row twin,
+:func:`fraud_core.online.features.features_one`; a new feature is declared in
+:mod:`fraud_core.features.definitions` and written here and there (the parity test checks both).
 
 Rules every feature follows:
 
@@ -33,6 +36,7 @@ from fraud_core.features.definitions import (
     NIGHT_HOURS,
     RELATIVE_WINDOW,
     WINDOWS,
+    check_declared,
 )
 from fraud_core.settings import get_settings
 
@@ -351,6 +355,7 @@ def build_features(
     unsorted["category_fraud_rate"] = category_rate
     unsorted["merchant_fraud_rate"] = merchant_rate
     unsorted["amount"] = amount
+    check_declared([*unsorted, "category"], where="build_features")
 
     columns: dict[str, object] = {
         c: frame["category"].astype("str").to_numpy() if c == "category" else unsorted[c] for c in FEATURE_COLUMNS

@@ -1,11 +1,15 @@
-"""What the features are: names, windows, and the words shown to people for each of them.
+"""What the features are, declared once: names, windows, and the words shown to people for each.
 
-The feature values are built in :mod:`fraud_core.features.build`; this module only names them, so
-that the model, the predictor's reasons, the drift checks and the dashboard agree on one list.
+Values are computed twice, for speed: by :mod:`fraud_core.features.build` (the reference, a whole
+frame at once) and by :mod:`fraud_core.online.features` (one transaction, for ``/predict``). Both
+check that they computed exactly :data:`FEATURES` (:func:`check_declared`), and the parity test
+compares them feature by feature. A new feature is one line here plus its code in both files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 #: Per-card rolling windows, in seconds. The longest one is how much history the online path reads.
@@ -48,33 +52,23 @@ INPUT_COLUMNS: Final[tuple[str, ...]] = (
     "dob",
 )
 
-_WINDOW_COLUMNS: tuple[str, ...] = tuple(
-    f"card_{stat}_{window}" for window in WINDOWS for stat in ("count", "amount_sum", "amount_mean", "amount_std")
-)
 
-#: The model's input columns, in order. ``category`` is text; every other column is numeric.
-FEATURE_COLUMNS: Final[tuple[str, ...]] = (
-    "amount",
-    "category",
-    "hour",
-    "weekday",
-    "is_night",
-    "age_years",
-    "home_merchant_km",
-    "secs_since_prev",
-    "prev_merchant_km",
-    "prev_speed_kmh",
-    *_WINDOW_COLUMNS,
-    f"card_amount_max_{MAX_AMOUNT_WINDOW}",
-    "amount_ratio_30d",
-    "amount_zscore_30d",
-    "is_new_category",
-    "category_fraud_rate",
-    "merchant_fraud_rate",
-)
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One model input, declared once.
 
-CATEGORICAL_FEATURES: Final[tuple[str, ...]] = ("category",)
-NUMERIC_FEATURES: Final[tuple[str, ...]] = tuple(c for c in FEATURE_COLUMNS if c not in CATEGORICAL_FEATURES)
+    Attributes:
+        name: the column name (what the model, the reasons and the drift checks call it).
+        description: the words shown to people for it.
+        categorical: text (one code per category) rather than a number.
+        uses_labels: it reads labels (only labels older than the label delay may feed it).
+    """
+
+    name: str
+    description: str
+    categorical: bool = False
+    uses_labels: bool = False
+
 
 _WINDOW_WORDS = {"1h": "1 hour", "24h": "24 hours", "7d": "7 days", "30d": "30 days"}
 _STAT_WORDS = {
@@ -84,32 +78,63 @@ _STAT_WORDS = {
     "amount_std": "Spread (std) of the card's amounts in the previous {}",
 }
 
-#: Human-readable names, for the reasons the predictor gives and for the dashboard.
-FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
-    "amount": "Transaction amount",
-    "category": "Merchant category",
-    "hour": "Hour of the day (UTC)",
-    "weekday": "Day of the week (0 = Monday)",
-    "is_night": "At night (22:00-05:59)",
-    "age_years": "Cardholder's age at the transaction",
-    "home_merchant_km": "Distance from the cardholder's home to the merchant (km)",
-    "secs_since_prev": "Seconds since the card's previous transaction",
-    "prev_merchant_km": "Distance from the previous transaction's merchant (km)",
-    "prev_speed_kmh": "Speed implied by the move from the previous merchant (km/h)",
-    **{
-        f"card_{stat}_{window}": words.format(_WINDOW_WORDS[window])
+#: Every feature, in the model's column order. Both implementations compute exactly these
+#: (:func:`fraud_core.features.build.build_features`, the reference, and
+#: :func:`fraud_core.online.features.features_one`, the one-row twin); the parity test enumerates
+#: this tuple, so a feature written in one of them only fails it.
+FEATURES: Final[tuple[Feature, ...]] = (
+    Feature("amount", "Transaction amount"),
+    Feature("category", "Merchant category", categorical=True),
+    Feature("hour", "Hour of the day (UTC)"),
+    Feature("weekday", "Day of the week (0 = Monday)"),
+    Feature("is_night", "At night (22:00-05:59)"),
+    Feature("age_years", "Cardholder's age at the transaction"),
+    Feature("home_merchant_km", "Distance from the cardholder's home to the merchant (km)"),
+    Feature("secs_since_prev", "Seconds since the card's previous transaction"),
+    Feature("prev_merchant_km", "Distance from the previous transaction's merchant (km)"),
+    Feature("prev_speed_kmh", "Speed implied by the move from the previous merchant (km/h)"),
+    *(
+        Feature(f"card_{stat}_{window}", words.format(_WINDOW_WORDS[window]))
         for window in WINDOWS
         for stat, words in _STAT_WORDS.items()
-    },
-    f"card_amount_max_{MAX_AMOUNT_WINDOW}": (
-        f"Largest amount of the card's transactions in the previous {_WINDOW_WORDS[MAX_AMOUNT_WINDOW]}"
     ),
-    "amount_ratio_30d": "Amount relative to the card's 30-day mean",
-    "amount_zscore_30d": "Amount in standard deviations above the card's 30-day mean",
-    "is_new_category": "First time this card buys in this category",
-    "category_fraud_rate": "Fraud rate of the category (labels at least the label delay old)",
-    "merchant_fraud_rate": "Fraud rate of the merchant (labels at least the label delay old)",
-}
+    Feature(
+        f"card_amount_max_{MAX_AMOUNT_WINDOW}",
+        f"Largest amount of the card's transactions in the previous {_WINDOW_WORDS[MAX_AMOUNT_WINDOW]}",
+    ),
+    Feature("amount_ratio_30d", "Amount relative to the card's 30-day mean"),
+    Feature("amount_zscore_30d", "Amount in standard deviations above the card's 30-day mean"),
+    Feature("is_new_category", "First time this card buys in this category"),
+    Feature(
+        "category_fraud_rate", "Fraud rate of the category (labels at least the label delay old)", uses_labels=True
+    ),
+    Feature(
+        "merchant_fraud_rate", "Fraud rate of the merchant (labels at least the label delay old)", uses_labels=True
+    ),
+)
+
+#: The model's input columns, in order. ``category`` is text; every other column is numeric.
+FEATURE_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
+CATEGORICAL_FEATURES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES if f.categorical)
+NUMERIC_FEATURES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES if not f.categorical)
+#: Human-readable names, for the reasons the predictor gives and for the dashboard.
+FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {f.name: f.description for f in FEATURES}
+
+
+def check_declared(computed: Iterable[str], *, where: str) -> None:
+    """Raise unless ``computed`` names exactly the declared features (an implementation's own check).
+
+    Raises:
+        ValueError: a declared feature is not computed, or an undeclared one is.
+    """
+    got = set(computed)
+    missing = [name for name in FEATURE_COLUMNS if name not in got]
+    extra = sorted(got - set(FEATURE_COLUMNS))
+    if missing or extra:
+        raise ValueError(
+            f"{where} does not compute the declared features (fraud_core/features/definitions.py): "
+            f"missing {missing}, undeclared {extra}"
+        )
 
 
 def describe(feature: str) -> str:

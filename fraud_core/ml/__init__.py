@@ -1,12 +1,13 @@
-"""The model lifecycle: pipeline, training, evaluation, artifacts, predictor, tracking and registry.
+"""The model lifecycle: estimator, training, evaluation, the model card, artifacts, predictor, registry.
 
-* :mod:`fraud_core.ml.train`: :func:`~fraud_core.ml.train.train_model`, :func:`~fraud_core.ml.train.train_file`
-* :mod:`fraud_core.ml.evaluate`: :func:`~fraud_core.ml.evaluate.evaluate_frames`, figures
-* :mod:`fraud_core.ml.artifact`: save / load the artifact directory
-* :mod:`fraud_core.ml.predictor`: :class:`~fraud_core.ml.predictor.Predictor`
-* :mod:`fraud_core.ml.tracking`: MLflow run + registered version
-* :mod:`fraud_core.ml.registry`, :mod:`fraud_core.ml.promotion`, :mod:`fraud_core.ml.champion`,
-  :mod:`fraud_core.ml.hub`: champion/challenger, the gate, serving, the Hugging Face Hub
+* :mod:`~fraud_core.ml.estimator`: the scikit-learn pipeline (feature encoder and classifier).
+* :mod:`~fraud_core.ml.train`, :mod:`~fraud_core.ml.evaluate`, :mod:`~fraud_core.ml.metrics`.
+* :mod:`~fraud_core.ml.card` (what a model says about itself) and :mod:`~fraud_core.ml.artifact`
+  (the directory holding it and the fitted pipeline).
+* :mod:`~fraud_core.ml.predictor`: a loaded artifact that scores feature frames.
+* :mod:`~fraud_core.ml.champion`: the champion and challenger, loaded once per process.
+* :mod:`~fraud_core.ml.registry` (MLflow aliases), :mod:`~fraud_core.ml.tracking` (MLflow runs),
+  :mod:`~fraud_core.ml.hub` (Hugging Face Hub), :mod:`~fraud_core.ml.promotion` (the gate's rules).
 
 Nothing is imported here, so that importing one module does not pull scikit-learn or MLflow in.
 """

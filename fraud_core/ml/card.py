@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 #: The layout written by this version.
-FORMAT_VERSION = 2
+FORMAT_VERSION: Final = 2
 #: Keys of format 1 that format 2 no longer keeps (each duplicated another field).
 _FORMAT_1_DROPPED = ("metrics", "fit_end", "validation_end", "refit_on_validation", "features")
 

@@ -1,4 +1,4 @@
-"""The serving model: the champion, loaded once per process and reloaded when the champion changes.
+"""The champion and the challenger: loaded once per process, reloaded when their alias moves.
 
 One :class:`ChampionHolder` per process (:func:`get_champion_holder`) is shared by the live flow and the
 web app's ``/predict``. Where the champion comes from, first match wins:
@@ -13,6 +13,11 @@ web app's ``/predict``. Where the champion comes from, first match wins:
 loads only when the answer changed. If the question cannot be answered (registry down) or the new
 champion cannot be loaded, the loaded model keeps serving and the check is retried later; only a
 process that has never loaded a model fails (:class:`ModelUnavailableError`).
+
+:class:`ChallengerHolder` (:func:`get_challenger_holder`) loads the version holding ``challenger``
+the same way, with two differences: it only ever comes from the MLflow registry, and when the alias
+disappears (promoted, or cleared) it lets go of the model instead of serving the last one. The live
+flow shadow-scores with it (:mod:`fraud_core.pipeline.shadow`).
 """
 
 from __future__ import annotations
@@ -235,7 +240,7 @@ class ChampionHolder:
     def _load(self, ref: ChampionRef) -> LoadedModel:
         directory = self._fetch(ref)
         predictor = self._loader(directory, ref.version)
-        model = LoadedModel(ref=ref, predictor=predictor, directory=directory, card=predictor.card)
+        model = LoadedModel(ref=ref, predictor=predictor, directory=directory, card=read_card(directory))
         self.loads += 1
         logger.info("serving model %s (%s) loaded from %s", ref.version, ref.origin, directory)
         return model

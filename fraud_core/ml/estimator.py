@@ -6,7 +6,7 @@ Preprocessing is a step of the pipeline, so the saved artifact needs nothing but
   becomes a code (``hgb``, native categorical splits) or one column per category (``rf``). A
   category unseen in training becomes missing, never an error.
 * ``model``: ``hgb`` (HistGradientBoostingClassifier, the default) or ``rf`` (a RandomForest like
-  the seed's, kept for comparison). Both take NaN natively ("no history yet").
+  a plain baseline, kept for comparison). Both take NaN natively ("no history yet").
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ HGB_PARAMS: dict[str, Any] = {
     "class_weight": "balanced",
     "early_stopping": False,
 }
-#: The seed's forest, for comparison: 100 trees, each on a 30 % bootstrap (the forest stays an
+#: A random-forest baseline, for comparison: 100 trees, each on a 30 % bootstrap (the forest stays an
 #: ensemble of decorrelated trees, and each tree sees a third of the rows, which bounds fit time).
 RF_PARAMS: dict[str, Any] = {
     "n_estimators": 100,
@@ -126,7 +126,7 @@ def make_pipeline(kind: ModelKind = "hgb", *, random_state: int = 0, n_jobs: int
 
     Args:
         kind: ``hgb`` (default) or ``rf``.
-        random_state: seed of the model's randomness (row and feature sampling).
+        random_state: random state of the model (row and feature sampling) (row and feature sampling).
         n_jobs: cores for the forest (``rf``); the boosting uses OpenMP threads.
     """
     if kind == "hgb":

@@ -2,7 +2,7 @@
 
 :class:`Predictor` loads an artifact once and then scores feature frames, or canonical transactions
 together with their cards' history (through :func:`fraud_core.features.build_features_with_history`, the
-same code path as training).
+reference feature code training uses).
 
 Reasons are per-feature perturbations: for each feature, the row is scored again with that feature
 set to a typical value (its validation median, or the most frequent category), and the drop in

@@ -182,7 +182,7 @@ def train_model(
         threshold_strategy: ``f1`` or ``alert_budget``; defaults to the settings.
         alerts_per_day: the budget for ``alert_budget``; defaults to the settings.
         label_delay_days: label features only use labels this old; defaults to the settings.
-        random_state: seed of the model.
+        random_state: the model's random state.
         threads: cap on the model's threads (OpenMP and joblib); ``None`` uses every core. One
             thread is faster for small frames, whose parallel regions are too short to share.
         max_legit_rows: cap on legitimate rows fitted on (``None``: all of them).
@@ -273,7 +273,7 @@ def train_model(
         categorical_features=list(CATEGORICAL_FEATURES),
         random_state=random_state,
         threshold=threshold,
-        threshold_strategy=threshold_strategy,  # type: ignore[arg-type]
+        threshold_strategy=threshold_strategy,
         alerts_per_day=alerts_per_day,
         risk_bands=RiskBands(medium=medium, high=threshold),
         label_delay_days=label_delay_days,

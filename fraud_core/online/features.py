@@ -27,6 +27,7 @@ from fraud_core.features.definitions import (
     NIGHT_HOURS,
     RELATIVE_WINDOW,
     WINDOWS,
+    check_declared,
 )
 from fraud_core.online.canonical import CanonicalRow
 
@@ -175,7 +176,8 @@ def features_one(
         )
         out["category_fraud_rate"] = float(category_rate[0])
         out["merchant_fraud_rate"] = float(merchant_rate[0])
-    return {name: out[name] for name in FEATURE_COLUMNS}  # a KeyError here: a new batch feature to mirror
+    check_declared(out, where="features_one")
+    return {name: out[name] for name in FEATURE_COLUMNS}
 
 
 def history_from_frame(history: pd.DataFrame, row: CanonicalRow) -> CardHistory:

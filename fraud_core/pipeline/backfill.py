@@ -162,7 +162,7 @@ def score_range(
     began = time.perf_counter()
     start, end = _naive_utc(start), _naive_utc(end)
     if label_delay_days is None:
-        label_delay_days = batch_scoring.label_delay_days(model, get_settings().features.label_delay_days)
+        label_delay_days = model.card.label_delay_days
     with session_scope(engine) as session:
         frame = repository.transactions_between(start, end, session=session)
         total = len(frame)

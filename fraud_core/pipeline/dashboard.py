@@ -48,7 +48,7 @@ class DashboardData:
 
     @property
     def engine(self) -> Engine:
-        return self._engine_getter()  # type: ignore[no-any-return]
+        return self._engine_getter()
 
     def _session(self) -> Any:
 
@@ -86,7 +86,7 @@ class DashboardData:
                 "volume": repository.volume_over_time(session=session, start=start, end=end, freq="day"),
             }
             for dimension in ("category", "hour", "state"):
-                out[dimension] = repository.fraud_rate_by(dimension, session=session, start=start, end=end)  # type: ignore[arg-type]
+                out[dimension] = repository.fraud_rate_by(dimension, session=session, start=start, end=end)
         return out
 
     # review -----------------------------------------------------------------------------------

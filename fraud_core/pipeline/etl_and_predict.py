@@ -123,7 +123,7 @@ def store_transactions(
         source: the source name (``settings.source.name``).
         start_cursor: the cursor the batch was read from; the stored cursor must still say so.
         next_cursor: the cursor after the batch.
-        track_cursor: ``False`` for a feed without cursors (the seed's format): the cursor is
+        track_cursor: ``False`` for a feed without cursors ((the real-time format)): the cursor is
             neither checked nor moved, and idempotence on ``trans_num`` alone prevents doubles.
 
     Raises:

@@ -48,16 +48,26 @@ class Promotion:
     audit_id: int
 
 
-def record_version(found: registry.RegisteredVersion, *, session: Session) -> None:
-    """Make sure the warehouse knows a registered version (a row from its registry tags if missing)."""
+def record_version(found: registry.RegisteredVersion, *, session: Session, client: MlflowClient) -> None:
+    """Make sure the warehouse knows a registered version (a row from the registry if missing).
+
+    The kind and threshold come from the version's tags, or from its training run's ``threshold``
+    metric for a version registered without them.
+    """
     if repository.get_model_version(found.name, found.version, session=session) is not None:
         return
+    tag = found.tags.get("threshold")
+    threshold: float | None = float(tag) if tag is not None else None
+    if threshold is None and found.run_id:
+        threshold = client.get_run(found.run_id).data.metrics.get("threshold")
+    if threshold is None:
+        raise PromotionError(f"{found.name} version {found.version} records no threshold (no tag, no run metric)")
     repository.insert_model_version(
         {
             "name": found.name,
             "version": found.version,
             "kind": found.tags.get("model_kind", "unknown"),
-            "threshold": float(found.tags.get("threshold", "nan")),
+            "threshold": threshold,
             "artifact_uri": found.source,
         },
         session=session,
@@ -92,7 +102,7 @@ def promote_version(
         raise PromotionError(f"{name} has no version {version!r}") from exc
     current = registry.resolve(name, registry.CHAMPION, client=client)
     previous = current.version if current is not None else None
-    record_version(found, session=session)
+    record_version(found, session=session, client=client)
     repository.set_model_alias(name, found.version, registry.CHAMPION, session=session)
     row = repository.insert_promotion_audit(
         audit.model_copy(
@@ -111,7 +121,7 @@ def promote_by_hand(version: str, *, reason: str, settings: Settings, engine: En
     Raises:
         PromotionError: the version does not exist.
     """
-    sentence = f"promoted by hand ({by}): {reason}"
+    sentence = f"promoted by hand: {reason}" + (f" ({by})" if by != "cli" else "")
     audit = PromotionAuditCreate(
         model_name=settings.mlflow.registered_model_name,
         challenger_version=version,

@@ -41,8 +41,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _transactions(n: int, *, start: datetime, seed: int, prefix: str) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
+def _transactions(n: int, *, start: datetime, random_state: int, prefix: str) -> pd.DataFrame:
+    rng = np.random.default_rng(random_state)
     times = [start + timedelta(minutes=int(m)) for m in sorted(rng.integers(0, 23 * 60, n))]
     return pd.DataFrame(
         {
@@ -68,8 +68,8 @@ def _transactions(n: int, *, start: datetime, seed: int, prefix: str) -> pd.Data
     )
 
 
-def _predictions(frame: pd.DataFrame, *, seed: int, flag_every: int = 7) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
+def _predictions(frame: pd.DataFrame, *, random_state: int, flag_every: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(random_state)
     score = rng.uniform(0, 0.4, len(frame))
     score[::flag_every] = rng.uniform(0.8, 0.99, len(score[::flag_every]))
     return pd.DataFrame(
@@ -87,21 +87,21 @@ def _predictions(frame: pd.DataFrame, *, seed: int, flag_every: int = 7) -> pd.D
 
 
 @pytest.fixture
-def seeded(clean_db: Engine) -> dict[str, Any]:
+def stored(clean_db: Engine) -> dict[str, Any]:
     from fraud_core.db import repository, session_scope
 
-    frame = _transactions(60, start=DAY, seed=1, prefix="e2e")
+    frame = _transactions(60, start=DAY, random_state=1, prefix="e2e")
     labelled = frame.iloc[:40]
     with session_scope(clean_db) as session:
         repository.insert_transactions(frame, session=session, source="test")
-        repository.insert_predictions(_predictions(frame, seed=2), session=session)
+        repository.insert_predictions(_predictions(frame, random_state=2), session=session)
         labels = pd.DataFrame({"trans_num": labelled["trans_num"], "is_fraud": [i % 9 == 0 for i in range(40)]})
         repository.upsert_labels(labels, session=session, origin="feed")
     return {"frame": frame}
 
 
 @pytest.fixture
-def server(clean_db: Engine, seeded: dict[str, Any]) -> Iterator[str]:
+def server(clean_db: Engine, stored: dict[str, Any]) -> Iterator[str]:
     """The real app under uvicorn, in a thread of this process, on a free loopback port."""
     import uvicorn
 
@@ -109,7 +109,7 @@ def server(clean_db: Engine, seeded: dict[str, Any]) -> Iterator[str]:
     from webapp.app import create_app
 
     port = _free_port()
-    app = create_app(Settings(), engine=clean_db, scoring=None)
+    app = create_app(Settings(), engine=clean_db, scorer=None)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     uv_server = uvicorn.Server(config)
     thread = threading.Thread(target=uv_server.run, daemon=True)
@@ -173,7 +173,7 @@ def _kpi(page: Any, key: str) -> str:
 
 
 def test_dashboard_offline_kpis_live_update_and_verdict(
-    server: str, browser: Any, clean_db: Engine, seeded: dict[str, Any]
+    server: str, browser: Any, clean_db: Engine, stored: dict[str, Any]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -203,12 +203,12 @@ def test_dashboard_offline_kpis_live_update_and_verdict(
     page.screenshot(path=str(ARTIFACTS / "dashboard_live.png"), full_page=True)
 
     # A transaction stored now shows up by itself (periodic refresh, no reload).
-    new = _transactions(1, start=DAY, seed=9, prefix="late").assign(
+    new = _transactions(1, start=DAY, random_state=9, prefix="late").assign(
         event_time=pd.Series([DAY + timedelta(hours=23, minutes=30)], dtype="datetime64[us]")
     )
     with session_scope(clean_db) as session:
         repository.insert_transactions(new, session=session, source="test")
-        repository.insert_predictions(_predictions(new, seed=3, flag_every=1), session=session)
+        repository.insert_predictions(_predictions(new, random_state=3, flag_every=1), session=session)
     navigations = len([u for u in requested if u.rstrip("/").endswith("/dashboard")])
     page.get_by_text("late0000").first.wait_for(timeout=15_000)
     expect(page.locator("[data-kpi=transactions] .kpi-value")).to_have_text(

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from fraud_cli.supervisor import Supervisor, free_port, http_ok
+from fraud_cli.up.supervisor import Supervisor, free_port, http_ok
 from tests.pipeline_support import SAMPLE_PATH, TOKEN_KEY, train_quick_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

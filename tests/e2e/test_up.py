@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from fraud_cli.supervisor import free_port
+from fraud_cli.up.supervisor import free_port
 from tests.pipeline_support import TOKEN_KEY, train_quick_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -94,9 +94,9 @@ def test_the_champion_and_label_snapshot_load_at_start_up(client: TestClient[Any
     """A new worker is ready before its first request: no request pays for loading the model."""
     from fraud_core.ml.champion import get_champion_holder
 
-    scoring = client.app.state["services"].scoring
+    scorer = client.app.state["scorer"]
     assert get_champion_holder().peek() is not None
-    assert scoring._labels is not None and scoring._fast_scorer is not None
+    assert scorer._labels is not None and scorer._fast_scorer is not None
 
 
 def test_predict_answers_every_field_and_equals_the_offline_batch_score(
@@ -177,11 +177,11 @@ def test_trans_num_is_generated_when_absent(client: TestClient[Any], sample_raw:
 
 
 def test_model_and_health_when_ready(client: TestClient[Any], model_dir: Path) -> None:
-    from fraud_core.ml.artifact import read_metadata
+    from fraud_core.ml.artifact import read_card
 
-    meta = read_metadata(model_dir)
+    card = read_card(model_dir)
     model = client.get("/model").json()
-    assert model["threshold"] == pytest.approx(float(meta["threshold"]))
+    assert model["threshold"] == pytest.approx(card.threshold)
     assert model["kind"] == "hgb"
     assert model["train_start"] and model["train_end"]
     assert model["metrics"]
@@ -292,24 +292,25 @@ def test_single_fast_path_equals_the_reference_path(
         )
     assert len(stored) > len(labels) > 1000
     later = sample_raw[sample_raw["trans_date_trans_time"] >= cutoff].sample(40, random_state=1)
-    engine = client.app.state["services"].scoring
-    engine.refresh_labels()
+    scorer = client.app.state["scorer"]
+    scorer.refresh_labels()
     for _, row in later.iterrows():
-        record = msgspec.convert(_record(row), TransactionIn)
-        fast = engine.score_record(record, started=0.0)
+        record = msgspec.structs.asdict(msgspec.convert(_record(row), TransactionIn))
+        fast = scorer.score_record(record)
         # the fast path served: a fast scorer, a history reader, and a record it accepts
         from fraud_core.online.canonical import canonical_one
         from fraud_core.online.history import CardHistoryReader
         from fraud_core.pipeline.online_scoring import canonicalise
 
-        assert engine._fast_scorer is not None and engine._fast_scorer[1] is not None
-        assert isinstance(engine._reader, CardHistoryReader)
-        assert canonical_one(msgspec.structs.asdict(record), token_key=TOKEN_KEY) is not None
+        assert scorer._fast_scorer is not None and scorer._fast_scorer[1] is not None
+        assert isinstance(scorer._reader, CardHistoryReader)
+        assert canonical_one(record, token_key=TOKEN_KEY) is not None
 
-        reference = engine.score(canonicalise([record], token_key=TOKEN_KEY), started=0.0)[0]
-        assert fast.fraud_probability == pytest.approx(reference.fraud_probability, abs=1e-9)
-        assert fast.is_fraud == reference.is_fraud
+        reference = scorer.score_frame(canonicalise([record], token_key=TOKEN_KEY))[0]
+        assert fast.probability == pytest.approx(reference.probability, abs=1e-9)
+        assert fast.decision == reference.decision
         assert fast.risk_level == reference.risk_level
-        assert [(r.feature, r.value) for r in fast.reasons] == [(r.feature, r.value) for r in reference.reasons]
+        pairs = [(r["feature"], r["value"]) for r in fast.reasons]
+        assert pairs == [(r["feature"], r["value"]) for r in reference.reasons]
         for a, b in zip(fast.reasons, reference.reasons, strict=True):
-            assert a.contribution == pytest.approx(b.contribution, abs=2e-6), (fast, reference)
+            assert a["contribution"] == pytest.approx(b["contribution"], abs=2e-6), (fast, reference)

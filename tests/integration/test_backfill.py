@@ -74,7 +74,7 @@ def _live_scores(batch_raw: pd.DataFrame) -> pd.DataFrame:
     try:
         with session_scope(engine) as session:
             features = batch_scoring.features_from_warehouse(
-                batch, session=session, label_delay_days=batch_scoring.label_delay_days(model, 7)
+                batch, session=session, label_delay_days=model.card.label_delay_days
             )
             return batch_scoring.predict(features, batch, model=model, received_at=datetime.now(UTC))
     finally:

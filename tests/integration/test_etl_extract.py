@@ -112,7 +112,7 @@ def test_a_refused_request_is_not_retried(feed: FeedServer) -> None:
     assert (info.value.attempts, info.value.retryable, sleeps) == (1, False, [])
 
 
-def test_seed_format_endpoint(feed: FeedServer, raw: pd.DataFrame) -> None:
+def test_realtime_format_endpoint(feed: FeedServer, raw: pd.DataFrame) -> None:
     with _client(feed.url, []) as client:
         frame = client.current_transactions()
     last = raw.sort_values("trans_date_trans_time", kind="stable").iloc[-1]

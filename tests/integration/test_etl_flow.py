@@ -344,7 +344,7 @@ def test_stored_score_equals_the_offline_batch_score(
         assert [r["feature"] for r in row["reasons"]] == [r["feature"] for r in expected.at[trans_num, "reasons"]]
 
 
-def test_seed_format_source(
+def test_realtime_format_source(
     prefect: None,
     env: Callable[..., None],
     clean_db: Engine,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from fraud_core.ml import registry
 from fraud_core.ml.champion import ChampionHolder, ModelUnavailableError
 from fraud_core.settings import MLflowSettings, ModelSettings, Settings
+from tests.pipeline_support import make_card
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ class Clock:
 
 def _artifact(folder: Path, threshold: float) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metadata.json").write_text(json.dumps({"threshold": threshold, "feature_columns": ["amount"]}))
+    (folder / "metadata.json").write_text(make_card(threshold=threshold).to_json())
     return folder
 
 

@@ -114,7 +114,7 @@ def _report(session: Session, settings: Settings | None = None) -> QualityReport
         session,
         window,
         settings,
-        weekly.baseline_from_metadata(model.version, model.metadata),
+        weekly.baseline_from_card(model.version, model.card),
         build_features=features,
         compute_metrics=weekly.metrics_of_scores,
     )

@@ -38,7 +38,7 @@ def client(store: MLflowSettings, tmp_path: Path):  # type: ignore[no-untyped-de
     for i in range(3):
         folder = tmp_path / f"v{i + 1}"
         folder.mkdir()
-        client.create_model_version(NAME, source=folder.as_uri())
+        client.create_model_version(NAME, source=folder.as_uri(), tags={"model_kind": "hgb", "threshold": "0.5"})
     return client
 
 

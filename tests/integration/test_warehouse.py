@@ -26,6 +26,7 @@ from fraud_core.db.models import (
     TransactionKey,
 )
 from fraud_core.db.partitions import DEFAULT_PARTITION, ensure_partitions, partition_bounds, partition_name
+from fraud_core.db.repository.rejected import scrub_payload
 from tests import warehouse_reads
 
 pytestmark = pytest.mark.integration
@@ -221,7 +222,7 @@ def test_rejected_rows_never_contain_the_card_number(
 
 
 def test_scrub_payload_masks_card_numbers_anywhere() -> None:
-    clean = repo.scrub_payload(
+    clean = scrub_payload(
         {
             "cc_num": "4874913829548337",
             "first": "Dylan",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -130,15 +129,15 @@ def test_minimum_performance_on_the_later_period(
 def test_metadata_is_sane(trained: ModelArtifact, trained_dir: Path, sample_train: pd.DataFrame) -> None:
     import sklearn
 
-    meta = trained.metadata
-    assert meta["model_kind"] == "hgb"
+    card = trained.card
+    assert card.model_kind == "hgb"
     assert 0.0 < trained.threshold < 1.0
-    assert meta["feature_columns"] == list(FEATURE_COLUMNS)
-    assert meta["risk_bands"]["high"] == trained.threshold
-    assert 0.0 < meta["risk_bands"]["medium"] <= trained.threshold
+    assert card.feature_columns == list(FEATURE_COLUMNS)
+    assert card.risk_bands.high == trained.threshold
+    assert 0.0 < card.risk_bands.medium <= trained.threshold
 
     val = trained.validation_metrics
-    assert val["n"] == meta["n_validation"] and val["n_fraud"] == meta["n_validation_fraud"] > 0
+    assert val["n"] == card.n_validation and val["n_fraud"] == card.n_validation_fraud > 0
     assert 0.5 < val["pr_auc"] <= 1.0 and 0.5 < val["roc_auc"] <= 1.0
     tp, fp, fn = val["tp"], val["fp"], val["fn"]
     assert val["precision"] == pytest.approx(tp / (tp + fp))
@@ -146,23 +145,22 @@ def test_metadata_is_sane(trained: ModelArtifact, trained_dir: Path, sample_trai
     assert val["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     assert val["threshold"] == trained.threshold
 
-    assert meta["n_rows"] == len(sample_train) == meta["n_before_validation"] + meta["n_validation"]
-    assert meta["n_fit"] <= meta["n_before_validation"] and meta["n_fit_fraud"] > 0
-    assert meta["n_fraud"] == int(sample_train["is_fraud"].sum())
-    train_end = datetime.fromisoformat(meta["train_end"])
-    validation_start = datetime.fromisoformat(meta["validation_start"])
-    assert train_end < SPLIT
-    assert train_end - validation_start == pd.Timedelta(weeks=4)
-    assert datetime.fromisoformat(meta["train_start"]) < validation_start
-    assert re.fullmatch(r"[0-9a-f]{64}", meta["data_hash"])
-    assert meta["library_versions"]["scikit-learn"] == sklearn.__version__
-    datetime.fromisoformat(meta["created_at"])
+    assert card.n_rows == len(sample_train) == card.n_before_validation + card.n_validation
+    assert card.n_fit <= card.n_before_validation and card.n_fit_fraud > 0
+    assert card.n_fraud == int(sample_train["is_fraud"].sum())
+    assert card.train_end < SPLIT
+    assert card.train_end - card.validation_start == pd.Timedelta(weeks=4)
+    assert card.train_start < card.validation_start
+    assert re.fullmatch(r"[0-9a-f]{64}", card.data_hash)
+    assert card.library_versions["scikit-learn"] == sklearn.__version__
+    assert card.created_at.year >= 2026
 
-    assert set(trained.feature_reference) == set(FEATURE_COLUMNS)
-    amount_ref = trained.feature_reference["amount"]
+    assert set(card.feature_reference) == set(FEATURE_COLUMNS)
+    amount_ref = card.feature_reference["amount"]
     assert math.isclose(sum(amount_ref["proportions"]) + amount_ref["missing"], 1.0, abs_tol=1e-9)
-    assert math.isclose(sum(trained.score_reference["proportions"]), 1.0, abs_tol=1e-9)
-    assert sum(meta["score_histogram"]["counts"]) == meta["n_validation"]
+    assert card.score_reference is not None
+    assert math.isclose(sum(card.score_reference["proportions"]), 1.0, abs_tol=1e-9)
+    assert card.score_histogram is not None and sum(card.score_histogram.counts) == card.n_validation
 
 
 def test_saved_artifact_scores_like_the_trained_pipeline(trained_dir: Path, sample_test: pd.DataFrame) -> None:

@@ -109,7 +109,7 @@ def test_mlflow_logs_the_run_and_the_first_version_becomes_champion(
         run = client.get_run(first.run_id)
         assert run.data.metrics["val_pr_auc"] == pytest.approx(trained.validation_metrics["pr_auc"])
         assert run.data.params["model_kind"] == "hgb"
-        assert run.data.tags["data_hash"] == trained.metadata["data_hash"]
+        assert run.data.tags["data_hash"] == trained.card.data_hash
         files = {f.path for f in client.list_artifacts(first.run_id, "model")}
         assert files == {"model/metadata.json", "model/model.joblib"}
         assert (tmp_path / "var" / "mlartifacts").is_dir()  # beside the store, not in the CWD

@@ -1,4 +1,4 @@
-"""Readers and row validation: real Kaggle rows, the seed's real-time format, malformed input."""
+"""Readers and row validation: real Kaggle rows, the real-time format, malformed input."""
 
 from __future__ import annotations
 

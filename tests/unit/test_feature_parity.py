@@ -1,8 +1,13 @@
-"""Batch and online features are identical (to 1e-9, NaN for NaN).
+"""Every declared feature has the same value on every path (to 1e-9, NaN for NaN).
 
-The online side gets its history the way the warehouse query selects it
-(:func:`select_card_history`, :func:`select_label_events`); the SQL version of the same check runs
-against PostgreSQL in ``tests/integration/test_history_parity.py``.
+Three ways compute the features of a transaction: the reference over a whole file
+(:func:`build_features`), the reference over a history window as the warehouse selects it
+(:func:`build_features_with_history` with :func:`select_card_history`, :func:`select_label_events`;
+the SQL version of that selection is checked against PostgreSQL in
+``tests/integration/test_history_parity.py``), and the one-row twin of ``/predict``
+(:func:`fraud_core.online.features.features_one`). The tests below enumerate
+:data:`fraud_core.features.FEATURES`: a feature declared but written in one implementation only, or
+written but not declared, fails here.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import pytest
 
 from fraud_core.features import (
     FEATURE_COLUMNS,
+    FEATURES,
     NUMERIC_FEATURES,
+    Feature,
     build_features,
     build_features_with_history,
     history_window,
@@ -151,9 +158,9 @@ def _random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_online_equals_batch_on_random_frames_with_ties(seed: int) -> None:
-    rng = np.random.default_rng(seed)
+@pytest.mark.parametrize("random_state", range(6))
+def test_online_equals_batch_on_random_frames_with_ties(random_state: int) -> None:
+    rng = np.random.default_rng(random_state)
     frame = _random_frame(rng, 3000)
     batch = build_features(frame, label_events_from_frame(frame), label_delay_days=DELAY_DAYS)
     times = frame["event_time"].sort_values()
@@ -171,3 +178,62 @@ def test_online_without_history_or_labels() -> None:
     )
     assert_same_features(online, build_features(frame, None, label_delay_days=DELAY_DAYS))
     assert online["merchant_fraud_rate"].isna().all()
+
+
+@pytest.fixture(scope="module")
+def one_row_features(sample: pd.DataFrame) -> pd.DataFrame:
+    """``features_one`` for 300 transactions of the sample (a card's first ones and ties included)."""
+    from fraud_core.online.features import LabelIndex, features_one, history_from_frame
+
+    frame = sample.sort_values(["event_time", "trans_num"])
+    labels = LabelIndex(label_events_from_frame(frame))
+    by_card = dict(tuple(frame.groupby("card_id")))
+    picks = list(frame.sample(280, random_state=3).index)
+    picks += list(frame.groupby("card_id").head(1).index[:10])
+    picks += list(frame[frame.duplicated(["card_id", "event_time"], keep=False)].index[:10])
+    rows = {}
+    for i in dict.fromkeys(picks):
+        row = {c: frame.at[i, c] for c in frame.columns}
+        row["event_time"] = pd.Timestamp(row["event_time"]).to_pydatetime()
+        row["dob"] = pd.Timestamp(row["dob"]).to_pydatetime()
+        rows[i] = features_one(
+            row, history_from_frame(by_card[row["card_id"]], row), labels, label_delay_days=DELAY_DAYS
+        )
+    return pd.DataFrame.from_dict(rows, orient="index")[list(FEATURE_COLUMNS)]
+
+
+@pytest.mark.parametrize("feature", FEATURES, ids=[f.name for f in FEATURES])
+def test_each_declared_feature_is_equal_on_every_path(
+    feature: Feature, sample: pd.DataFrame, sample_batch_features: pd.DataFrame, one_row_features: pd.DataFrame
+) -> None:
+    picked = one_row_features.index
+    batch = sample_batch_features.loc[picked, feature.name]
+    window = online_for(sample.loc[picked], sample)[feature.name]
+    for other in (one_row_features[feature.name], window):
+        if feature.categorical:
+            assert (other.to_numpy() == batch.to_numpy()).all()
+            continue
+        a, b = other.to_numpy(dtype=np.float64), batch.to_numpy(dtype=np.float64)
+        assert (np.isnan(a) == np.isnan(b)).all(), f"{feature.name} is missing on one path only"
+        assert np.abs(a[~np.isnan(a)] - b[~np.isnan(b)]).max(initial=0.0) <= 1e-9
+    if not feature.categorical:
+        assert batch.notna().any(), f"{feature.name} is never defined on the sample: the test proves nothing"
+
+
+def test_a_feature_declared_but_not_written_fails_both_implementations(
+    sample: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraud_core.features import definitions
+    from fraud_core.online.features import features_one, history_from_frame
+
+    frame = sample.head(50)
+    row = {c: frame.iloc[-1][c] for c in frame.columns}
+    row["event_time"] = pd.Timestamp(row["event_time"]).to_pydatetime()
+    row["dob"] = pd.Timestamp(row["dob"]).to_pydatetime()
+    history = history_from_frame(frame, row)
+    assert set(features_one(row, history, label_delay_days=DELAY_DAYS)) == set(FEATURE_COLUMNS)
+    monkeypatch.setattr(definitions, "FEATURE_COLUMNS", (*FEATURE_COLUMNS, "card_merchant_count_7d"))
+    with pytest.raises(ValueError, match=r"build_features does not compute.*missing \['card_merchant_count_7d'\]"):
+        build_features(frame, label_delay_days=DELAY_DAYS)
+    with pytest.raises(ValueError, match=r"features_one does not compute.*missing \['card_merchant_count_7d'\]"):
+        features_one(row, history, label_delay_days=DELAY_DAYS)

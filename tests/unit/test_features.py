@@ -105,12 +105,12 @@ def test_window_features_match_hand_computed_values(card_a: pd.DataFrame, window
             assert row[f"card_amount_max_{window}"] == pytest.approx(expected_max, nan_ok=True), trans_num
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_range_max_equals_a_loop(seed: int) -> None:
+@pytest.mark.parametrize("random_state", range(3))
+def test_range_max_equals_a_loop(random_state: int) -> None:
     """The sparse-table maximum behind card_amount_max_*: every range length, empty ones included."""
     from fraud_core.features.build import _range_max
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     n = 2_000
     values = rng.lognormal(3.0, 1.0, size=n).round(2)
     lo = rng.integers(0, n + 1, size=n)
@@ -303,8 +303,8 @@ def test_ties_in_event_time() -> None:
     # The previous transaction is t-c (largest trans_num of the tied three): 4 degrees west.
     assert later["prev_merchant_km"] == pytest.approx(4 * KM_PER_DEGREE, rel=1e-9)
     assert later["secs_since_prev"] == 600.0
-    for seed in range(4):
-        shuffled = frame.sample(frac=1.0, random_state=seed)
+    for random_state in range(4):
+        shuffled = frame.sample(frac=1.0, random_state=random_state)
         again = build_features(shuffled, label_delay_days=7).set_axis(shuffled["trans_num"])
         pd.testing.assert_frame_equal(again.loc[features.index], features)
 

@@ -12,10 +12,12 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from fraud_core.features import FEATURE_COLUMNS
-from fraud_core.ml.artifact import ArtifactError, ModelArtifact, load_artifact, read_metadata, save_artifact
+from fraud_core.ml.artifact import ArtifactError, ModelArtifact, load_artifact, read_card, save_artifact
+from fraud_core.ml.card import FORMAT_VERSION, CardError, ModelCard
 from fraud_core.ml.estimator import FeatureEncoder, make_pipeline
 from fraud_core.ml.metrics import card_precision_at_k, compute_metrics, metrics_from_scores
 from fraud_core.ml.train import TrainingError, choose_threshold
+from tests.pipeline_support import make_card
 
 pytestmark = pytest.mark.unit
 
@@ -95,8 +97,8 @@ def test_threshold_by_alert_budget() -> None:
         choose_threshold(np.zeros(10), s[:10], strategy="f1")
 
 
-def _feature_frame(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
+def _feature_frame(n: int, random_state: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(random_state)
     frame = pd.DataFrame({c: rng.normal(size=n) for c in FEATURE_COLUMNS if c != "category"})
     frame["category"] = rng.choice(["travel", "home", "misc_net"], size=n)
     frame = frame[list(FEATURE_COLUMNS)]
@@ -128,25 +130,54 @@ def test_both_model_kinds_learn_a_simple_rule(kind: str) -> None:
     small = {"max_iter": 20, "max_leaf_nodes": 7, "class_weight": None} if kind == "hgb" else {"n_estimators": 20}
     pipeline.set_params(**{f"model__{k}": v for k, v in small.items()})
     pipeline.fit(frame, y)
-    test, y_test = _feature_frame(1000, seed=1)
+    test, y_test = _feature_frame(1000, random_state=1)
     m = compute_metrics(y_test, pipeline.predict_proba(test)[:, 1], 0.5)
     assert m["roc_auc"] > 0.95
+
+
+def test_model_card_reads_format_1_and_refuses_what_it_cannot_read() -> None:
+    """An artifact written before the typed card still loads; an unknown format or key is a clear error."""
+    card = make_card()
+    old = {k: v for k, v in json.loads(card.to_json()).items() if k != "risk_bands"}
+    old |= {
+        "format_version": 1,
+        "risk_bands": {"medium": 0.2},
+        "fit_end": old["validation_start"],
+        "validation_end": old["train_end"],
+        "refit_on_validation": False,
+        "metrics": {"validation": {}},
+    }
+    upgraded = ModelCard.from_data(old)
+    assert upgraded.risk_bands.high == card.threshold and upgraded.validation_start == card.validation_start
+    assert upgraded.format_version == FORMAT_VERSION
+
+    with pytest.raises(CardError, match="format_version 3, which this version of fraud-detector"):
+        ModelCard.from_data({**json.loads(card.to_json()), "format_version": 3})
+    with pytest.raises(CardError, match="thresold: Extra inputs are not permitted"):
+        ModelCard.from_data({**json.loads(card.to_json()), "thresold": 0.4})
+    missing = json.loads(card.to_json())
+    del missing["label_delay_days"]
+    with pytest.raises(CardError, match="label_delay_days: Field required"):
+        ModelCard.from_data(missing)
+    with pytest.raises(CardError, match="threshold: Input should be less than or equal to 1"):
+        ModelCard.from_data({**json.loads(card.to_json()), "threshold": 3.0})
 
 
 def test_artifact_round_trip_and_errors(tmp_path: Path) -> None:
     frame, y = _feature_frame(500)
     pipeline = make_pipeline("hgb").set_params(model__max_iter=5, model__class_weight=None).fit(frame, y)
-    metadata = {"threshold": 0.5, "feature_columns": list(FEATURE_COLUMNS), "model_kind": "hgb", "nan": float("nan")}
-    target = save_artifact(ModelArtifact(pipeline, metadata), tmp_path / "model")
+    card = make_card(validation_metrics={"pr_auc": float("nan")})
+    target = save_artifact(ModelArtifact(pipeline, card), tmp_path / "model")
     assert sorted(p.name for p in target.iterdir()) == ["metadata.json", "model.joblib"]
-    assert json.loads((target / "metadata.json").read_text())["nan"] is None
+    written = json.loads((target / "metadata.json").read_text())
+    assert written["validation_metrics"]["pr_auc"] is None and written["format_version"] == FORMAT_VERSION
     loaded = load_artifact(target)
     np.testing.assert_array_equal(loaded.pipeline.predict_proba(frame), pipeline.predict_proba(frame))
-    assert loaded.threshold == 0.5 and loaded.kind == "hgb" and loaded.metadata["format_version"] == 1
+    assert loaded.threshold == 0.5 and loaded.kind == "hgb" and loaded.card == ModelCard.from_json(card.to_json())
 
     # Saving again replaces the artifact whole.
-    save_artifact(ModelArtifact(pipeline, {**metadata, "threshold": 0.7}), target)
-    assert read_metadata(target)["threshold"] == 0.7
+    save_artifact(ModelArtifact(pipeline, card.model_copy(update={"threshold": 0.7})), target)
+    assert read_card(target).threshold == 0.7
 
     with pytest.raises(ArtifactError, match="no model directory"):
         load_artifact(tmp_path / "missing")
@@ -159,8 +190,8 @@ def test_artifact_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("keep me")
     with pytest.raises(ArtifactError, match="refusing to overwrite"):
-        save_artifact(ModelArtifact(pipeline, metadata), tmp_path / "busy")
-    wrong = {**metadata, "feature_columns": ["amount"]}
+        save_artifact(ModelArtifact(pipeline, card), tmp_path / "busy")
+    wrong = card.model_copy(update={"feature_columns": ["amount"]})
     save_artifact(ModelArtifact(pipeline, wrong), tmp_path / "wrong")
     with pytest.raises(ArtifactError, match="other features"):
         load_artifact(tmp_path / "wrong")

@@ -53,7 +53,7 @@ def test_settings_table_lists_every_setting_once() -> None:
 
 
 def test_settings_table_generator_refuses_an_undocumented_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fraud_core.system import settings_doc
+    from fraud_cli import settings_table as settings_doc
 
     monkeypatch.delitem(settings_doc.MEANINGS, "database.echo")
     with pytest.raises(ValueError, match=r"database\.echo has no meaning"):

@@ -1,4 +1,4 @@
-"""The replayed feed without HTTP: release pace, cursors, label delay, time shift, seed format."""
+"""The replayed feed without HTTP: release pace, cursors, label delay, time shift, real-time format."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_shift_to_now_moves_by_whole_weeks(raw: pd.DataFrame) -> None:
     assert from_unix == canonical["event_time"].iloc[0]
 
 
-def test_current_transactions_in_the_seed_format(raw: pd.DataFrame) -> None:
+def test_current_transactions_in_the_realtime_format(raw: pd.DataFrame) -> None:
     clock = FakeClock()
     feed = ReplayFeed(raw, rate=1.0, clock=clock)
     empty = parse_realtime_payload(json.loads(json.dumps(feed.current_transaction())))

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from fraud_cli.errors import UserError
-from fraud_cli.supervisor import Interrupted, SignalGuard, Supervisor, SupervisorError, free_port, port_in_use
+from fraud_cli.up.supervisor import Interrupted, SignalGuard, Supervisor, SupervisorError, free_port, port_in_use
 
 pytestmark = pytest.mark.unit
 
@@ -47,7 +47,8 @@ def test_port_in_use_sees_a_listener_and_a_free_port() -> None:
 
 
 def test_check_ports_names_each_taken_port_and_how_to_move_it() -> None:
-    from fraud_cli.system_commands import UpOptions, check_ports
+    from fraud_cli.up.options import UpOptions
+    from fraud_cli.up.steps import check_ports
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -63,7 +64,8 @@ def test_check_ports_names_each_taken_port_and_how_to_move_it() -> None:
 
 
 def test_check_ports_passes_when_all_are_free() -> None:
-    from fraud_cli.system_commands import UpOptions, check_ports
+    from fraud_cli.up.options import UpOptions
+    from fraud_cli.up.steps import check_ports
 
     check_ports(
         UpOptions(app_port=free_port(), prefect_port=free_port(), source_port=free_port(), mlflow_port=free_port())
@@ -71,7 +73,7 @@ def test_check_ports_passes_when_all_are_free() -> None:
 
 
 def test_a_remote_prefect_api_needs_no_local_port() -> None:
-    from fraud_cli.system_commands import UpOptions
+    from fraud_cli.up.options import UpOptions
 
     remote = UpOptions(prefect_api_url="https://api.prefect.cloud/api/accounts/a/workspaces/w")
     assert not remote.local_prefect
@@ -174,7 +176,7 @@ def test_signal_guard_turns_sigint_into_interrupted_then_goes_quiet() -> None:
 
 
 def test_pid_lock_refuses_a_second_up_on_the_same_var_dir(tmp_path: Path) -> None:
-    from fraud_cli.system_commands import pid_lock
+    from fraud_cli.up.steps import pid_lock
 
     other = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -191,7 +193,8 @@ def test_pid_lock_refuses_a_second_up_on_the_same_var_dir(tmp_path: Path) -> Non
 
 
 def test_children_share_one_warehouse_registry_and_prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fraud_cli.system_commands import UpOptions, child_environment
+    from fraud_cli.up.options import UpOptions
+    from fraud_cli.up.steps import child_environment
     from fraud_core.settings import Settings
 
     for name in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "API_URL"):
@@ -209,7 +212,7 @@ def test_children_share_one_warehouse_registry_and_prefect_api(tmp_path: Path, m
 
 
 def test_deploy_arguments_leave_out_deployments_whose_flow_file_is_missing(tmp_path: Path) -> None:
-    from fraud_cli.system_commands import deploy_arguments
+    from fraud_cli.up.steps import deploy_arguments
 
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "here.py").write_text("")
@@ -227,7 +230,8 @@ def test_deploy_arguments_leave_out_deployments_whose_flow_file_is_missing(tmp_p
 def test_the_repository_prefect_yaml_deploys_every_flow() -> None:
     import yaml
 
-    from fraud_cli.system_commands import REPO_ROOT, deploy_arguments
+    from fraud_cli.up.options import REPO_ROOT
+    from fraud_cli.up.steps import deploy_arguments
 
     arguments, missing = deploy_arguments(REPO_ROOT / "prefect.yaml")
     assert missing == [] and arguments == ["--all"]
@@ -273,33 +277,50 @@ def test_split_sample_leaves_out_what_the_warehouse_already_holds(tmp_path: Path
 
 
 class _Answers:
-    """A local HTTP server answering POSTs with the given status codes in turn (then the last one)."""
+    """A local HTTP server answering every request with the given status codes in turn (then the last one).
+
+    A 2xx answer is the list of workers a pool holds (one ONLINE, one OFFLINE); a 503 says to try
+    again at once (``Retry-After: 0``), so that Prefect's back-off does not slow the test.
+    """
 
     def __init__(self, *codes: int) -> None:
         import json
         import threading
+        import uuid
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.codes, self.seen = list(codes), 0
         answers = self
+        pool = str(uuid.uuid4())
+        workers = [
+            {"id": str(uuid.uuid4()), "name": name, "work_pool_id": pool, "status": status}
+            for name, status in (("up-worker", "ONLINE"), ("gone", "OFFLINE"))
+        ]
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def _answer(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
-                code = answers.codes[min(answers.seen, len(answers.codes) - 1)]
-                answers.seen += 1
-                body = json.dumps({"answer": answers.seen}).encode()
+                if "csrf-token" in self.path:  # Prefect's client asks once; CSRF protection is off
+                    code, body = 422, json.dumps({"detail": "CSRF protection is disabled."}).encode()
+                else:
+                    code = answers.codes[min(answers.seen, len(answers.codes) - 1)]
+                    answers.seen += 1
+                    body = json.dumps(workers if code < 300 else {"detail": "busy"}).encode()
                 self.send_response(code)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
+                if code == 503:
+                    self.send_header("retry-after", "0")
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_GET = do_POST = _answer  # noqa: N815  (http.server's hook names)
 
             def log_message(self, *_args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -307,25 +328,52 @@ class _Answers:
         self.server.server_close()
 
 
-def test_a_busy_prefect_server_is_asked_again_and_other_errors_raise_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_busy_prefect_server_is_asked_again_and_other_errors_raise_at_once() -> None:
     import httpx
 
-    from fraud_cli import system_commands
+    from fraud_cli.up import prefect_api
 
-    monkeypatch.setattr(system_commands, "PREFECT_RETRY_SECONDS", 0.01)
     busy_then_ok = _Answers(503, 503, 200)
     refused = _Answers(404)
     always_busy = _Answers(503)
     try:
-        assert system_commands._prefect_post(busy_then_ok.url, "/x", {}) == {"answer": 3}
+        assert prefect_api.online_workers(busy_then_ok.url, "fraud-process") == ["up-worker"]
+        assert busy_then_ok.seen == 3
         with pytest.raises(httpx.HTTPStatusError):
-            system_commands._prefect_post(refused.url, "/x", {})
+            prefect_api.online_workers(refused.url, "fraud-process")
         assert refused.seen == 1
         with pytest.raises(httpx.HTTPStatusError):
-            system_commands._prefect_post(always_busy.url, "/x", {})
-        assert always_busy.seen == 3  # bounded
+            prefect_api.online_workers(always_busy.url, "fraud-process")
+        assert always_busy.seen == prefect_api.MAX_RETRIES + 1  # bounded
     finally:
         for server in (busy_then_ok, refused, always_busy):
             server.close()
+
+
+def test_a_prefect_server_that_refuses_connections_is_tried_again_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from fraud_cli.up import prefect_api
+
+    monkeypatch.setattr(prefect_api, "CONNECT_RETRY_SECONDS", 0.01)
+    attempts = []
+
+    def refuse(_client: object) -> None:
+        attempts.append(1)
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(httpx.ConnectError):
+        prefect_api.call(f"http://127.0.0.1:{free_port()}/api", refuse)
+    assert len(attempts) == prefect_api.CONNECT_ATTEMPTS
+
+    later = iter([httpx.ConnectError("starting"), None])
+
+    def refuse_once(_client: object) -> str:
+        failure = next(later)
+        if failure is not None:
+            raise failure
+        return "answered"
+
+    assert prefect_api.call(f"http://127.0.0.1:{free_port()}/api", refuse_once) == "answered"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import panel as pn
 
@@ -58,7 +58,7 @@ def make_dashboard_page(data: DashboardData, *, live_refresh_seconds: float = 3.
 
         tabs.param.watch(on_tab, "active")
         pn.state.onload(first_load)
-        pn.state.add_periodic_callback(tick, period=int(live_refresh_seconds * 1000))
+        pn.state.add_periodic_callback(cast(Any, tick), period=int(live_refresh_seconds * 1000))
         template = pn.template.BootstrapTemplate(
             title="Fraud detector",
             main=[tabs],

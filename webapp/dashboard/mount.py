@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from litestar import asgi
 from litestar.handlers.asgi_handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 from panel.io.fastapi import add_applications
 
 #: Where the dashboard lives in the app's URL space.
@@ -56,7 +56,7 @@ class MountedDashboard:
         # Panel and Bokeh read their resource mode from these; "server" serves BokehJS from this
         # app (the default of a Bokeh server), never from the CDN.
 
-        pn.config.resources = "server"  # type: ignore[assignment]
+        pn.config.resources = "server"
 
         self.app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         kwargs: dict[str, Any] = {}
@@ -110,11 +110,11 @@ def _query(scope: Scope) -> str:
 
 
 async def _redirect(send: Send, location: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 307,
-            "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 307,
+        "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
+    }
+    body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+    await send(start)
+    await send(body)

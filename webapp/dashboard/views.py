@@ -11,13 +11,13 @@ import asyncio
 import html
 import logging
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from fraud_core.pipeline.dashboard import DashboardData, default_window
@@ -66,7 +66,7 @@ class _Refreshing(pn.viewable.Viewer):
         self._busy = True
         try:
             loaded = await asyncio.to_thread(self.load)
-            self.show(loaded)
+            self.render(loaded)
             self.status = ""
         except Exception as exc:  # a dashboard must keep running when one query fails
             log.exception("dashboard view %s failed to refresh", type(self).__name__)
@@ -77,7 +77,7 @@ class _Refreshing(pn.viewable.Viewer):
     def load(self) -> Any:
         raise NotImplementedError
 
-    def show(self, loaded: Any) -> None:
+    def render(self, loaded: Any) -> None:
         raise NotImplementedError
 
 
@@ -95,7 +95,7 @@ class LiveView(_Refreshing):
     def load(self) -> Any:
         return self.data.live()
 
-    def show(self, snapshot: Any) -> None:
+    def render(self, snapshot: Any) -> None:
         k = snapshot.kpis
         if k is None:
             self._kpis.object = _kpi_card("transactions", "Transactions today", "0", "no transaction stored yet")
@@ -192,7 +192,11 @@ class PerformanceView(_Windowed):
     @staticmethod
     def _empty_curve() -> Any:
         fig = figure(
-            height=360, title="Precision-recall", x_range=(0, 1), y_range=(0, 1.02), sizing_mode="stretch_width"
+            height=360,
+            title="Precision-recall",
+            x_range=Range1d(start=0, end=1),
+            y_range=Range1d(start=0, end=1.02),
+            sizing_mode="stretch_width",
         )
         fig.xaxis.axis_label = "Recall"
         fig.yaxis.axis_label = "Precision"
@@ -202,7 +206,7 @@ class PerformanceView(_Windowed):
         start, end = self.window()
         return self.data.labelled_predictions(start, end)
 
-    def show(self, frame: pd.DataFrame) -> None:
+    def render(self, frame: pd.DataFrame) -> None:
         metrics = threshold_metrics(frame)
         self._metrics.value = metrics.round(4)
         self._summary.object = (
@@ -255,7 +259,9 @@ class ExploreView(_Windowed):
     @staticmethod
     def _rate_chart(frame: pd.DataFrame, key: str, title: str) -> Any:
         labels = [str(v) for v in frame[key]] if not frame.empty else []
-        fig = figure(x_range=labels, height=300, title=title, sizing_mode="stretch_width", tools="")
+        fig = figure(
+            x_range=FactorRange(factors=labels), height=300, title=title, sizing_mode="stretch_width", tools=""
+        )
         if not frame.empty:
             source = ColumnDataSource(
                 {"x": labels, "rate": frame["fraud_rate"].fillna(0.0), "n": frame["labelled"], "fraud": frame["fraud"]}
@@ -266,14 +272,18 @@ class ExploreView(_Windowed):
         fig.yaxis.axis_label = "Fraud rate"
         return fig
 
-    def show(self, loaded: dict[str, pd.DataFrame]) -> None:
+    def render(self, loaded: dict[str, pd.DataFrame]) -> None:
         amounts = loaded["amounts"]
         bins = [
             f"{lo:g}-{hi:g}" if np.isfinite(hi) else f"{lo:g}+"
             for lo, hi in amounts[["bin_low", "bin_high"]].drop_duplicates().itertuples(index=False)
         ]
         fig = figure(
-            x_range=bins, height=300, title="Amount ($): share of fraud vs legit", sizing_mode="stretch_width", tools=""
+            x_range=FactorRange(factors=bins),
+            height=300,
+            title="Amount ($): share of fraud vs legit",
+            sizing_mode="stretch_width",
+            tools="",
         )
         for offset, name in ((-0.2, "fraud"), (0.2, "legit")):
             part = amounts[amounts["label"] == name]
@@ -288,8 +298,18 @@ class ExploreView(_Windowed):
         volume = loaded["volume"]
         vfig = figure(x_axis_type="datetime", height=300, title="Transactions per day", sizing_mode="stretch_width")
         if not volume.empty:
-            vfig.line(volume["period"], volume["transactions"], line_width=2, legend_label="transactions")
-            vfig.scatter(volume["period"], volume["fraud"], color=_COLORS["fraud"], legend_label="fraud (labelled)")
+            vfig.line(
+                volume["period"].to_numpy(),
+                volume["transactions"].to_numpy(),
+                line_width=2,
+                legend_label="transactions",
+            )
+            vfig.scatter(
+                volume["period"].to_numpy(),
+                volume["fraud"].to_numpy(),
+                color=_COLORS["fraud"],
+                legend_label="fraud (labelled)",
+            )
             vfig.legend.location = "top_left"
         self._volume.object = vfig
 
@@ -323,13 +343,13 @@ class ReviewView(_Refreshing):
             css_classes=["review-queue"],
             **_TABLE_KW,
         )
-        self._queue.on_click(self._on_click)
+        self._queue.on_click(cast(Any, self._on_click))  # Panel runs async callbacks; its hint says sync
         self._message = pn.pane.Markdown("", css_classes=["review-message"])
 
     def load(self) -> Any:
         return self.data.review_queue()
 
-    def show(self, frame: pd.DataFrame) -> None:
+    def render(self, frame: pd.DataFrame) -> None:
         if not frame.empty:
             reasons = frame["reasons"].map(_reason_text)
             frame = frame.assign(reasons=reasons)[
@@ -404,7 +424,7 @@ class QualityView(_Refreshing):
     def load(self) -> Any:
         return self.data.quality()
 
-    def show(self, report: Any) -> None:
+    def render(self, report: Any) -> None:
         if report.created_at is None:
             self._header.object = (
                 '<div data-quality="empty">No quality report yet. The weekly quality flow writes one.</div>'

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+import psutil
+
 from fraud_cli.errors import UserError
 
 #: Seconds a child gets between SIGTERM and SIGKILL.
@@ -85,8 +88,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def http_ok(url: str, *, timeout: float = 2.0) -> bool:
     """Whether ``GET url`` answers 2xx (connection errors and time-outs count as no)."""
-    import httpx
-
     try:
         response = httpx.get(url, timeout=timeout)
     except httpx.HTTPError:
@@ -290,8 +291,6 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def _descendants(pid: int) -> list[int]:
-    import psutil
-
     try:
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
@@ -300,8 +299,6 @@ def _descendants(pid: int) -> list[int]:
 
 def _stop_processes(pids: Sequence[int], grace_seconds: float) -> None:
     """SIGTERM the processes that still run, wait, then SIGKILL the rest."""
-    import psutil
-
     procs: list[psutil.Process] = []
     for pid in dict.fromkeys(pids):
         with contextlib.suppress(psutil.Error):
