@@ -48,6 +48,26 @@ class DatabaseSettings(BaseSettings):
     url: str = Field(default_factory=lambda: f"sqlite:///{_var_dir() / 'fraud.db'}")
     pool_size: int = 10
     echo: bool = False
+    # Bounds per role: ``api`` (the web app's scoring and health), ``dashboard`` (the analysts'
+    # reads), ``flow`` (flows and commands: loads, training). 0 means none.
+    api_statement_timeout_ms: int = Field(1500, description="longest statement of the web app's scoring and health (ms)")
+    api_lock_timeout_ms: int = Field(300, description="longest wait of the web app for a lock (ms)")
+    api_connect_timeout_seconds: int = Field(2, description="longest wait of the web app for a new connection (s)")
+    api_read_timeout_ms: int = Field(300, description="`/predict`'s one-row history read; past it the answer is 503 (ms)")
+    dashboard_statement_timeout_ms: int = Field(20_000, description="longest statement of a dashboard read (ms)")
+    dashboard_lock_timeout_ms: int = Field(2_000, description="longest wait of a dashboard action for a lock (ms)")
+    dashboard_connect_timeout_seconds: int = Field(5, description="longest wait of the dashboard for a connection (s)")
+    flow_statement_timeout_ms: int = Field(600_000, description="longest statement of a flow or command (ms)")
+    flow_lock_timeout_ms: int = Field(30_000, description="longest wait of a flow or command for a lock (ms)")
+    flow_connect_timeout_seconds: int = Field(10, description="longest wait of a flow or command for a connection (s)")
+    idle_in_transaction_timeout_ms: int = Field(
+        120_000, description="a session idle inside a transaction this long is ended by the server, its locks freed (ms)"
+    )
+    deadline_grace_seconds: float = Field(
+        1.0,
+        description="client-side deadline of a call = its statement time-out + this (s): it fires only when the "
+        "server could not enforce its own (frozen, unreachable)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -223,6 +243,42 @@ class PromotionSettings(BaseSettings):
     min_recall: float = 0.5
 
 
+class EdgeSettings(BaseSettings):
+    """What the edge (``/predict``, the feed) accepts as event times: a window around now."""
+
+    model_config = _group("EDGE_")
+
+    #: Event times older than this are refused (days). History files and imports are not checked.
+    max_event_age_days: float = Field(3650.0, gt=0)
+    #: Event times later than now by more than this are refused by the API (minutes of clock skew).
+    max_event_lead_minutes: float = Field(10.0, ge=0)
+    #: The same for the feed (days): a replay's shifted clock runs ahead of the wall clock.
+    feed_max_event_lead_days: float = Field(400.0, ge=0)
+
+
+class ServeSettings(BaseSettings):
+    """The web app's limits under load and faults."""
+
+    model_config = _group("SERVE_")
+
+    #: Threads per web worker that score ``/predict/batch`` (and unusual single records) off the event loop.
+    batch_workers: int = Field(1, ge=1)
+    #: Batches waiting for a scoring thread, per web worker, beyond which the answer is 503.
+    batch_queue: int = Field(2, ge=0)
+    #: Longest wait for a batch's score before the answer is 503 (seconds).
+    batch_timeout_seconds: float = Field(30.0, gt=0)
+    #: ``Retry-After`` of a 503 (seconds).
+    retry_after_seconds: int = Field(1, ge=1)
+    #: Seconds between probes of an unavailable warehouse (it is served again after the first success).
+    probe_interval_seconds: float = Field(0.5, gt=0)
+    #: Dashboard sessions served at once; one more is answered with a "dashboard full" page.
+    dashboard_max_sessions: int = Field(20, ge=1)
+    #: A dashboard session whose browser went away is destroyed after this long (seconds).
+    dashboard_unused_session_seconds: float = Field(10.0, gt=0)
+    #: Dashboard reads shared by every session for this long (seconds): sessions cost one query each.
+    dashboard_cache_seconds: float = Field(2.0, ge=0)
+
+
 class PrefectSettings(BaseSettings):
     model_config = _group("PREFECT_FLOWS_")
 
@@ -251,6 +307,8 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     flows: PrefectSettings = Field(default_factory=PrefectSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

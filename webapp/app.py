@@ -27,6 +27,7 @@ from fraud_core.ml.champion import ModelUnavailableError
 from fraud_core.pipeline.dashboard import DashboardData
 from fraud_core.pipeline.online_scoring import OnlineScorer
 from fraud_core.settings import Settings, get_settings
+from webapp.body_guard import guard_json_body
 from webapp.dashboard.app import make_dashboard_page
 from webapp.dashboard.mount import MountedDashboard
 from webapp.dependencies import DEPENDENCIES, ENGINE, SCORER, SETTINGS, provide_engine
@@ -154,7 +155,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        opened = engine if engine is not None else make_engine(settings.database.url)
+        opened = engine if engine is not None else make_engine(settings.database.url, role="api")
         state[ENGINE] = opened
         made = _make_scorer(scorer, opened, settings)
         state[SCORER] = made
@@ -175,6 +176,7 @@ def create_app(
         route_handlers=route_handlers,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=guard_json_body,
         lifespan=[lifespan],
         openapi_config=_openapi_config(__version__),
         request_max_body_size=MAX_BODY_BYTES,

@@ -7,24 +7,32 @@ and whether the card bought in the category before. The selection is
 features it gives against the batch.
 
 One reader per process holds one connection with the statement prepared on it, so a request costs
-one round trip; it reconnects once when the connection was lost.
+one round trip; it reconnects once when the connection was lost. Each read is bounded: the server
+cancels it after ``timeout_ms`` (a lock, a slow plan), and the client cuts the connection when the
+server does not answer at all (:func:`fraud_core.db.deadline.statement_deadline`); neither is
+retried here, the caller answers 503.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC
 from typing import Any
 
 import numpy as np
 import psycopg2
+import psycopg2.errors
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from fraud_core.db.deadline import DeadlineExceeded, statement_deadline
 from fraud_core.online.canonical import CanonicalRow
 from fraud_core.online.features import CardHistory, history_bounds
 
 log = logging.getLogger(__name__)
+
+_no_deadline = contextlib.nullcontext
 
 _STATEMENT = """
 PREPARE fd_card_history (text, timestamptz, timestamptz, text) AS
@@ -48,10 +56,17 @@ class CardHistoryReader:
     Not thread-safe: one reader per event loop (the web app's worker process).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, timeout_ms: int = 300, grace_seconds: float = 0.2) -> None:
+        """Args:
+        engine: the warehouse (PostgreSQL).
+        timeout_ms: the server's ``statement_timeout`` for a read (0: the engine's).
+        grace_seconds: added to it for the client-side deadline.
+        """
         if engine.dialect.name != "postgresql":
             raise ValueError("the single-card history reader needs PostgreSQL")
         self.engine = engine
+        self.timeout_ms = timeout_ms
+        self.deadline_seconds = timeout_ms / 1000.0 + grace_seconds if timeout_ms > 0 else None
         self._connection: Any = None
 
     def _connect(self) -> Any:
@@ -65,6 +80,8 @@ class CardHistoryReader:
         # One plan for every call: re-planning over all monthly partitions costs more than the
         # query; the generic plan prunes partitions at execution time.
         cursor.execute("SET plan_cache_mode = force_generic_plan")
+        if self.timeout_ms > 0:
+            cursor.execute(f"SET statement_timeout = {int(self.timeout_ms)}")
         cursor.execute(_STATEMENT)
         cursor.close()
         return connection
@@ -83,20 +100,26 @@ class CardHistoryReader:
         params = (row["card_id"], start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), row["category"])
         for attempt in (1, 2):
             try:
-                if self._connection is None:
-                    self._connection = self._connect()
-                cursor = self._connection.cursor()
-                try:
-                    cursor.execute("EXECUTE fd_card_history (%s, %s, %s, %s)", params)
-                    rows = cursor.fetchall()
-                finally:
-                    cursor.close()
+                with statement_deadline(self.deadline_seconds) if self.deadline_seconds else _no_deadline():
+                    if self._connection is None:
+                        self._connection = self._connect()
+                    cursor = self._connection.cursor()
+                    try:
+                        cursor.execute("EXECUTE fd_card_history (%s, %s, %s, %s)", params)
+                        rows = cursor.fetchall()
+                    finally:
+                        cursor.close()
                 break
+            except (DeadlineExceeded, psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable):
+                # the warehouse is frozen, locked or slow: waiting again would only double the wait
+                if self._connection is not None and self._connection.closed:
+                    self.close()
+                raise
             except (psycopg2.OperationalError, psycopg2.InterfaceError, DBAPIError):  # connection lost
                 self.close()
                 if attempt == 2:
                     raise
-                log.warning("card history connection lost; reconnecting", exc_info=True)
+                log.info("card history connection lost; reconnecting once")
         # The row of NULLs says the card bought in the category before; the others are its history,
         # in time order (event times in microseconds: the float8 epoch seconds are within 0.3 µs, and rounded).
         history = [r for r in rows if r[0] is not None]
