@@ -50,10 +50,14 @@ class DatabaseSettings(BaseSettings):
     echo: bool = False
     # Bounds per role: ``api`` (the web app's scoring and health), ``dashboard`` (the analysts'
     # reads), ``flow`` (flows and commands: loads, training). 0 means none.
-    api_statement_timeout_ms: int = Field(1500, description="longest statement of the web app's scoring and health (ms)")
+    api_statement_timeout_ms: int = Field(
+        1500, description="longest statement of the web app's scoring and health (ms)"
+    )
     api_lock_timeout_ms: int = Field(300, description="longest wait of the web app for a lock (ms)")
     api_connect_timeout_seconds: int = Field(2, description="longest wait of the web app for a new connection (s)")
-    api_read_timeout_ms: int = Field(300, description="`/predict`'s one-row history read; past it the answer is 503 (ms)")
+    api_read_timeout_ms: int = Field(
+        300, description="`/predict`'s one-row history read; past it the answer is 503 (ms)"
+    )
     dashboard_statement_timeout_ms: int = Field(20_000, description="longest statement of a dashboard read (ms)")
     dashboard_lock_timeout_ms: int = Field(2_000, description="longest wait of a dashboard action for a lock (ms)")
     dashboard_connect_timeout_seconds: int = Field(5, description="longest wait of the dashboard for a connection (s)")
@@ -61,7 +65,8 @@ class DatabaseSettings(BaseSettings):
     flow_lock_timeout_ms: int = Field(30_000, description="longest wait of a flow or command for a lock (ms)")
     flow_connect_timeout_seconds: int = Field(10, description="longest wait of a flow or command for a connection (s)")
     idle_in_transaction_timeout_ms: int = Field(
-        120_000, description="a session idle inside a transaction this long is ended by the server, its locks freed (ms)"
+        120_000,
+        description="a session idle inside a transaction this long is ended by the server, its locks freed (ms)",
     )
     deadline_grace_seconds: float = Field(
         1.0,
@@ -108,6 +113,8 @@ class SourceSettings(BaseSettings):
     retry_backoff_seconds: float = 1.0
     page_size: int = 1000
     max_per_run: int = 20_000
+    #: Pages in a row without progress (cursor unchanged, or empty while ``has_more``) that fail a run.
+    max_stalled_pages: int = Field(3, ge=1)
 
 
 class HubSettings(BaseSettings):
@@ -284,6 +291,14 @@ class PrefectSettings(BaseSettings):
 
     dask_scheduler_address: str | None = None
     backfill_chunk_days: int = 7
+    #: Longest ``etl-and-predict`` run (seconds); past it Prefect fails the run as timed out.
+    etl_timeout_seconds: float = Field(600.0, gt=0)
+    #: Longest ``weekly-quality`` run (seconds).
+    quality_timeout_seconds: float = Field(3600.0, gt=0)
+    #: Longest ``retrain`` run (seconds).
+    retrain_timeout_seconds: float = Field(4 * 3600.0, gt=0)
+    #: Longest ``backfill`` run (seconds).
+    backfill_timeout_seconds: float = Field(12 * 3600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -328,6 +343,15 @@ class Settings(BaseSettings):
         """Create the embedded state folder (called by commands that write there, never at import)."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
         return self.var_dir
+
+
+def flow_timeout_seconds(flow: Literal["etl", "quality", "retrain", "backfill"]) -> float:
+    """A flow's ``timeout_seconds`` (``PREFECT_FLOWS_<FLOW>_TIMEOUT_SECONDS``).
+
+    Prefect reads a flow's time-out from its decorator, so this one group is read when a flow module
+    is imported: in the flow-run process, which has the worker's environment.
+    """
+    return float(getattr(PrefectSettings(), f"{flow}_timeout_seconds"))
 
 
 @lru_cache(maxsize=1)

@@ -30,7 +30,7 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-class BadRequestBody(HTTPException):  # noqa: N818 (an HTTP status, as Litestar names them)
+class BadRequestBody(HTTPException):
     status_code = 400
 
 

@@ -80,6 +80,7 @@ def _unavailable(detail: str, retry_after: float) -> Response[ErrorOut]:
         headers={"Retry-After": str(seconds)},
     )
 
+
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _ROW_RE = re.compile(r"^\.transactions\[(?P<row>\d+)\](?P<rest>.*)$")
 

@@ -111,10 +111,7 @@ class Availability:
         """
         if not is_unavailable(exc):
             return None
-        if isinstance(exc, WarehouseUnavailableError):
-            reason = exc.reason
-        else:
-            reason = one_line(exc)
+        reason = exc.reason if isinstance(exc, WarehouseUnavailableError) else one_line(exc)
         with self._lock:
             if self._down_since is None and not self._closed:
                 self._down_since = time.monotonic()

@@ -39,7 +39,7 @@ TICK_SECONDS = 0.05
 _override: contextvars.ContextVar[float | None] = contextvars.ContextVar("fraud_statement_deadline", default=None)
 
 
-class DeadlineExceeded(psycopg2.OperationalError):  # noqa: N818 (a psycopg2 error: SQLAlchemy wraps DBAPI errors only)
+class DeadlineExceeded(psycopg2.OperationalError):
     """The warehouse did not answer a call within its client-side deadline (the connection was cut)."""
 
 
@@ -137,7 +137,7 @@ class GuardedCursor(psycopg2.extensions.cursor):
 
     connection: GuardedConnection
 
-    def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002 (psycopg2's own parameter name)
+    def execute(self, query: Any, vars: Any = None) -> Any:
         with _guard(self.connection, "a statement"):
             return super().execute(query, vars)
 

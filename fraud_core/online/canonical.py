@@ -29,7 +29,9 @@ _CARD = re.compile(r"[0-9]{8,19}")
 _CARD_SEPARATORS = re.compile(CARD_SEPARATORS_RE)
 _ZIP = re.compile(r"[0-9]{1,5}")
 # Date-times the fast path parses itself: "2020-06-21 12:14:25", with "T", fractions, "Z" or an offset.
-_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?")
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CATEGORIES = frozenset(CATEGORIES)
 _GENDERS = frozenset(GENDERS)
