@@ -8,8 +8,9 @@ features it gives against the batch.
 
 One reader per process holds one connection with the statement prepared on it, so a request costs
 one round trip; it reconnects once when the connection was lost. Each read is bounded: the server
-cancels it after ``timeout_ms`` (a lock, a slow plan), and the client cuts the connection when the
-server does not answer at all (:func:`fraud_core.db.deadline.statement_deadline`); neither is
+cancels it after ``timeout_ms`` (a lock, a slow plan), and the caller's client-side deadline cuts
+the connection when the server does not answer at all (``deadline``, a context manager factory:
+:func:`fraud_core.db.deadline.statement_deadline`, raising one of ``final_errors``); neither is
 retried here, the caller answers 503.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC
 from typing import Any
 
@@ -26,13 +29,10 @@ import psycopg2.errors
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from fraud_core.db.deadline import DeadlineExceeded, statement_deadline
 from fraud_core.online.canonical import CanonicalRow
 from fraud_core.online.features import CardHistory, history_bounds
 
 log = logging.getLogger(__name__)
-
-_no_deadline = contextlib.nullcontext
 
 _STATEMENT = """
 PREPARE fd_card_history (text, timestamptz, timestamptz, text) AS
@@ -56,17 +56,26 @@ class CardHistoryReader:
     Not thread-safe: one reader per event loop (the web app's worker process).
     """
 
-    def __init__(self, engine: Engine, *, timeout_ms: int = 300, grace_seconds: float = 0.2) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        timeout_ms: int = 0,
+        deadline: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+        final_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
         """Args:
         engine: the warehouse (PostgreSQL).
         timeout_ms: the server's ``statement_timeout`` for a read (0: the engine's).
-        grace_seconds: added to it for the client-side deadline.
+        deadline: entered around each read (a client-side deadline).
+        final_errors: errors not worth a reconnect and a second try (the deadline's).
         """
         if engine.dialect.name != "postgresql":
             raise ValueError("the single-card history reader needs PostgreSQL")
         self.engine = engine
         self.timeout_ms = timeout_ms
-        self.deadline_seconds = timeout_ms / 1000.0 + grace_seconds if timeout_ms > 0 else None
+        self._deadline = deadline
+        self._final = (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable, *final_errors)
         self._connection: Any = None
 
     def _connect(self) -> Any:
@@ -100,7 +109,7 @@ class CardHistoryReader:
         params = (row["card_id"], start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), row["category"])
         for attempt in (1, 2):
             try:
-                with statement_deadline(self.deadline_seconds) if self.deadline_seconds else _no_deadline():
+                with self._deadline():
                     if self._connection is None:
                         self._connection = self._connect()
                     cursor = self._connection.cursor()
@@ -110,7 +119,7 @@ class CardHistoryReader:
                     finally:
                         cursor.close()
                 break
-            except (DeadlineExceeded, psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable):
+            except self._final:
                 # the warehouse is frozen, locked or slow: waiting again would only double the wait
                 if self._connection is not None and self._connection.closed:
                     self.close()

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 from fraud_core.data import EventWindow, Rejection, records_to_raw, to_canonical
 from fraud_core.db import session_scope
 from fraud_core.db.availability import Availability
-from fraud_core.db.deadline import statement_deadline
+from fraud_core.db.deadline import DeadlineExceeded, statement_deadline
 from fraud_core.db.history import fetch_card_history, fetch_label_stats
 from fraud_core.features import HistoryWindow, history_window
 from fraud_core.ml.champion import ChampionHolder, LoadedModel, get_champion_holder
@@ -444,7 +444,13 @@ class OnlineScorer:
         if scorer is None:
             return None
         if self._reader is None:
-            self._reader = CardHistoryReader(self.engine, timeout_ms=self._read_timeout_ms)
+            deadline = self._read_timeout_ms / 1000.0 + 0.2
+            self._reader = CardHistoryReader(
+                self.engine,
+                timeout_ms=self._read_timeout_ms,
+                deadline=lambda: statement_deadline(deadline),
+                final_errors=(DeadlineExceeded,),
+            )
         return scorer, self._reader
 
     def refresh_labels(self) -> None:
