@@ -207,6 +207,10 @@ class QualitySettings(BaseSettings):
     max_duplicate_rate: float = 0.0
     max_rejected_rate_warn: float = 0.01
     max_rejected_rate_fail: float = 0.05
+    #: Share of received rows that are amended re-deliveries above which the report warns (any: warn).
+    max_amended_rate_warn: float = 0.0
+    #: Share of amended re-deliveries above which the report fails (and alerts).
+    max_amended_rate_fail: float = 0.001
     volume_change_warn: float = 0.3
     volume_change_fail: float = 0.6
     max_gap_minutes: float = 60.0
