@@ -170,7 +170,7 @@ def throwaway_pg() -> Iterator[ThrowawayPostgres]:
 def test_predict_and_health_answer_503_within_a_second_while_the_warehouse_is_frozen_then_recover(
     throwaway_pg: ThrowawayPostgres,
     model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     later = _store_history(throwaway_pg.url, "2019-10-01")
     body = _body(later)
@@ -186,7 +186,7 @@ def test_predict_and_health_answer_503_within_a_second_while_the_warehouse_is_fr
 def test_predict_answers_503_while_the_warehouse_is_killed_and_serves_again_after_restart(
     throwaway_pg: ThrowawayPostgres,
     model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     raw = pd.read_parquet(SAMPLE_PATH)  # the history is stored by the frozen test, on the same cluster
     body = _body(raw[raw["trans_date_trans_time"] >= "2019-10-01"].iloc[1])
@@ -204,7 +204,7 @@ def test_predict_answers_503_within_a_second_while_its_tables_are_locked(
     pg_url: str,
     clean_db: Engine,
     model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     later = _store_history(pg_url, "2019-10-01")
     body = _body(later)
@@ -227,9 +227,9 @@ def test_predict_answers_503_within_a_second_while_its_tables_are_locked(
 
 def test_a_frozen_warehouse_fails_the_run_within_its_deadline_and_the_next_run_loses_nothing(
     prefect: None,
-    env: Callable[..., None],  # noqa: F811
+    env: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
-    feed_raw: pd.DataFrame,  # noqa: F811
+    feed_raw: pd.DataFrame,
 ) -> None:
     import fraud_core.pipeline.etl_and_predict as module
     from fraud_core.db.migrate import upgrade
@@ -287,9 +287,9 @@ def test_a_frozen_warehouse_fails_the_run_within_its_deadline_and_the_next_run_l
 
 def test_a_stuck_source_fails_the_run_with_the_reason_and_stores_no_junk(
     prefect: None,
-    env: Callable[..., None],  # noqa: F811
+    env: Callable[..., None],
     clean_db: Engine,
-    feed_raw: pd.DataFrame,  # noqa: F811
+    feed_raw: pd.DataFrame,
 ) -> None:
     n_valid = len(feed_raw) - 2
     with FeedServer(feed_raw, label_delay=0.0) as feed:
@@ -314,9 +314,9 @@ def test_a_stuck_source_fails_the_run_with_the_reason_and_stores_no_junk(
 
 def test_a_source_that_ignores_limit_is_cut_to_the_cap_and_loses_nothing(
     prefect: None,
-    env: Callable[..., None],  # noqa: F811
+    env: Callable[..., None],
     clean_db: Engine,
-    feed_raw: pd.DataFrame,  # noqa: F811
+    feed_raw: pd.DataFrame,
 ) -> None:
     n_valid = len(feed_raw) - 2
     with FeedServer(feed_raw, label_delay=0.0) as feed:
@@ -337,9 +337,9 @@ def test_a_source_that_ignores_limit_is_cut_to_the_cap_and_loses_nothing(
 
 def test_amended_redeliveries_are_rejected_with_the_difference_counted_and_alerted(
     prefect: None,
-    env: Callable[..., None],  # noqa: F811
+    env: Callable[..., None],
     clean_db: Engine,
-    feed_raw: pd.DataFrame,  # noqa: F811
+    feed_raw: pd.DataFrame,
 ) -> None:
     from fraud_core.pipeline import weekly_quality
     from fraud_core.settings import get_settings
@@ -381,9 +381,9 @@ def test_amended_redeliveries_are_rejected_with_the_difference_counted_and_alert
 
 def test_a_run_that_died_without_recording_its_end_is_closed_by_the_next_run(
     prefect: None,
-    env: Callable[..., None],  # noqa: F811
+    env: Callable[..., None],
     clean_db: Engine,
-    feed_raw: pd.DataFrame,  # noqa: F811
+    feed_raw: pd.DataFrame,
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
