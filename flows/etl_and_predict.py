@@ -73,10 +73,11 @@ def etl_and_predict(
     cap = max_transactions or settings.source.max_per_run
     run_id = str(flow_run.id or uuid.uuid4())
     summary = RunSummary()
-    for stale in live.start_run(engine, run_id):
+    lease = settings.flows.etl_lease_seconds
+    for stale in live.start_run(engine, run_id, lease_seconds=lease):
         logger.warning("closed run %s: its lease ran out without an end recorded", stale)
     status, error = RunStatus.FAILED.value, None
-    heartbeat = live.Heartbeat(engine, run_id).__enter__()
+    heartbeat = live.Heartbeat(engine, run_id, interval=lease / 6).__enter__()
     try:
         realtime = feed_format == "realtime"
         labels_cursor = None

@@ -297,6 +297,8 @@ class PrefectSettings(BaseSettings):
     backfill_chunk_days: int = 7
     #: Longest ``etl-and-predict`` run (seconds); past it Prefect fails the run as timed out.
     etl_timeout_seconds: float = Field(600.0, gt=0)
+    #: Lease of a running ``etl-and-predict`` run (seconds, renewed every sixth of it); the next run closes a ``running`` row whose lease ran out.
+    etl_lease_seconds: float = Field(60.0, gt=0)
     #: Longest ``weekly-quality`` run (seconds).
     quality_timeout_seconds: float = Field(3600.0, gt=0)
     #: Longest ``retrain`` run (seconds).

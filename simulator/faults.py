@@ -2,8 +2,8 @@
 
 :class:`FaultInjector` wraps any ASGI app. While a fault is set, matching requests get an HTTP
 error, a body that is not JSON, or an answer slower than the client's timeout; or the source lies:
-it is ``stuck`` (the page at the requested cursor again, ``has_more`` true and the cursor
-unchanged), it ``ignores_limit`` (``limit`` multiplied by ``factor``), or it ``amends`` what it
+it is ``stuck`` (after the first page: the page at the requested cursor again, ``has_more`` true
+and the cursor unchanged), it ``ignores_limit`` (``limit`` multiplied by ``factor``), or it ``amends`` what it
 re-delivers (every amount changed by ``delta``). ``times`` limits how many requests are hit, after
 which the feed answers normally again.
 """
@@ -125,8 +125,9 @@ class FaultInjector:
             page = json.loads(body)
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             if fault.kind == "stuck":
-                page["next_cursor"] = query.get("after") or "0"
-                page["has_more"] = True
+                if "after" in query:  # stuck where it stands; the first page still moves
+                    page["next_cursor"] = query["after"]
+                    page["has_more"] = True
             else:
                 for item in page.get("transactions", []):
                     if isinstance(item.get("amt"), int | float):
