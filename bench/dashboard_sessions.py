@@ -29,16 +29,22 @@ def main(argv: list[str]) -> int:
     sessions = []
     started = time.perf_counter()
     for _ in range(count):
-        for _attempt in range(10):
+        for _attempt in range(30):
             page = httpx.get(url, timeout=60)
             match = re.search(r'"token":\s*"([^"]+)"', page.text)
-            if page.status_code == 200 and match:
+            if page.status_code != 200 or not match:
+                time.sleep(1.0)  # "dashboard full" (503): wait for a place
+                continue
+            try:
+                # With several web workers the websocket may land on another worker than the page;
+                # a browser's session is then rebuilt there, this client's fails: try again.
+                sessions.append(pull_session(session_id=get_session_id(match.group(1)), url=url, io_loop=loop))
                 break
-            time.sleep(1.0)  # "dashboard full" (503): wait for a place
+            except OSError:
+                continue
         else:
             print(f"could not open a session: HTTP {page.status_code}", file=sys.stderr)
             return 1
-        sessions.append(pull_session(session_id=get_session_id(match.group(1)), url=url, io_loop=loop))
     print(f"{len(sessions)} dashboard sessions open in {time.perf_counter() - started:.1f} s", flush=True)
 
     def stop(*_: object) -> None:

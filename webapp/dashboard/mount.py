@@ -92,9 +92,7 @@ class MountedDashboard:
         }
         if websocket_origins:
             kwargs["websocket_origin"] = list(websocket_origins)
-        # No Location component: the views do not read the URL, and a session opened by the websocket
-        # alone (another worker than the page's) would fail building one.
-        add_applications({"/": self._counted_page}, app=self.app, title=title, location=False, **kwargs)
+        add_applications({"/": self._counted_page}, app=self.app, title=title, **kwargs)
 
         favicon = Path(pn.__file__).parent / "dist" / "images" / "favicon.ico"
 
