@@ -22,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_predict
 import httpx
 from bokeh.client import pull_session
 from bokeh.util.token import get_session_id
-
-import bench_predict
 
 
 def main(argv: list[str] | None = None) -> int:
