@@ -121,6 +121,16 @@ class ServedApp:
         reset_champion_holder()
 
 
+def _catch_up(runs: int) -> None:
+    """Run the flow until a run finds nothing new (at most ``runs`` runs), each one completing."""
+    for _ in range(runs):
+        state = _run()
+        assert state.is_completed(), state.message
+        if state.result()["extracted"] == 0:
+            return
+    raise AssertionError(f"still extracting after {runs} runs")
+
+
 def _timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
     response = call()
@@ -273,11 +283,7 @@ def test_a_frozen_warehouse_fails_the_run_within_its_deadline_and_the_next_run_l
             time.sleep(max(0.0, FREEZE + 0.5 - (time.monotonic() - froze[0])))
             time.sleep(3.5)  # the failed run could not record its end: its 3 s lease runs out
             monkeypatch.setattr(module, "route_decisions", real_route)
-            for _ in range(4):
-                state = _run()
-                assert state.is_completed(), state.message
-                if state.result()["extracted"] == 0:
-                    break
+            _catch_up(4)
             counts = _feed_counts(engine)
             runs = pd.read_sql("SELECT status, error FROM pipeline_runs ORDER BY started_at", engine)
         finally:
@@ -310,11 +316,7 @@ def test_a_stuck_source_fails_the_run_with_the_reason_and_stores_no_junk(
         # the first page (100 rows, two broken) was progress and is kept; nothing after it, no junk
         assert _feed_counts(clean_db)["transactions"] == 98 and _feed_counts(clean_db)["rejected"] == 2
         feed.faults.clear()
-        for _ in range(3):
-            state = _run()
-            assert state.is_completed(), state.message
-            if state.result()["extracted"] == 0:
-                break
+        _catch_up(3)
     counts = _feed_counts(clean_db)
     assert counts["transactions"] == counts["distinct"] == n_valid and counts["rejected"] == 2
     runs = pd.read_sql("SELECT status, error FROM pipeline_runs ORDER BY started_at", clean_db)
