@@ -125,7 +125,7 @@ def start_server(database_url: str, model_dir: Path, port: int, workers: int, se
     if server != "uvicorn":
         command += ["--server", server]
     process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
@@ -135,7 +135,8 @@ def start_server(database_url: str, model_dir: Path, port: int, workers: int, se
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         time.sleep(0.5)
-    raise RuntimeError("the server did not become ready in 120 s")
+    stop(process)  # never leave it running
+    raise RuntimeError("the server did not become ready in 240 s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
