@@ -397,8 +397,12 @@ class OnlineScorer:
         Raises:
             ScoringBusyError: the pool and its queue are full.
         """
+        try:
+            self.holder.get()  # no champion: 503 before queueing
+        except Exception:
+            self.canonicalise(records)  # bad input first, as score_record
+            raise
         self.availability.check()
-        self.holder.get()  # no champion: 503 before queueing
         return await self.pool.run(self.score_records, records)
 
     def score_frame(self, frame: pd.DataFrame) -> list[OnlineScore]:

@@ -243,6 +243,7 @@ def live_server(client: TestClient[Any]) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@pytest.mark.timeout(2400)  # 5,000+ generated requests: minutes, more on a shared machine
 def test_fuzzing_from_the_openapi_schema_never_gets_a_server_error(
     live_server: str, clean_db: Engine, sample_raw: pd.DataFrame
 ) -> None:
