@@ -12,9 +12,13 @@ What it does (all on loopback, the load generator in its own process):
    connections/rate seconds between requests) and reports p50/p95/p99 latency;
 5. stops the server and drops the database.
 
+With ``--dashboard-sessions N``, N dashboard sessions are opened first and stay open and
+refreshing during both measurements (``bench/dashboard_sessions.py``, a separate process), and
+the report gives the server's memory before and after.
+
 Usage::
 
-    uv run python bench/bench_predict.py [--workers 4] [--duration 30] [--connections 32]
+    uv run python bench/bench_predict.py [--workers 4] [--duration 30] [--connections 32] [--dashboard-sessions 20]
 
 Needs ``wrk`` (``apt-get install -y wrk``) and PostgreSQL (``TEST_POSTGRES_URL`` admin URL).
 """
@@ -121,7 +125,7 @@ def start_server(database_url: str, model_dir: Path, port: int, workers: int, se
     if server != "uvicorn":
         command += ["--server", server]
     process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
@@ -131,7 +135,8 @@ def start_server(database_url: str, model_dir: Path, port: int, workers: int, se
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         time.sleep(0.5)
-    raise RuntimeError("the server did not become ready in 120 s")
+    stop(process)  # never leave it running
+    raise RuntimeError("the server did not become ready in 240 s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -170,6 +175,33 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
             except psutil.Error:
                 continue
     return {"app": app, "postgres": backends}
+
+
+def rss_mb(server_pid: int) -> float:
+    """Resident memory of the server and its worker processes (MB)."""
+    import psutil
+
+    server = psutil.Process(server_pid)
+    total = 0
+    for proc in (server, *server.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return round(total / 2**20, 1)
+
+
+def open_dashboards(url: str, count: int) -> subprocess.Popen[bytes]:
+    """``count`` dashboard sessions held open by ``bench/dashboard_sessions.py`` (returns once they are)."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "dashboard_sessions.py"), url, str(count)],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    if "sessions open" not in line:
+        raise RuntimeError(f"the dashboard sessions did not open: {line!r}")
+    print(line.strip())
+    return process
 
 
 def _spin(_: int = 0) -> float:
@@ -222,12 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="2020-10-01")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--dashboard-sessions", type=int, default=0, help="dashboard sessions open meanwhile")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
     process = None
+    dashboards: subprocess.Popen[bytes] | None = None
     try:
         with scratch_database("fraud_bench_web_") as database_url, tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -241,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             sample = httpx.post(url, content=bodies.open().readline(), headers={"content-type": "application/json"})
             assert sample.status_code == 200, sample.text
             print("one answer:", sample.text[:300])
+            rss_before = rss_mb(process.pid)
+            if args.dashboard_sessions:
+                dashboards = open_dashboards(f"http://127.0.0.1:{port}/dashboard/", args.dashboard_sessions)
             load_before = os.getloadavg()
             machine = cpu_check()
             wrk(url, bodies, duration=args.warmup, connections=args.connections, threads=args.threads)
@@ -259,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             report = {
                 "server": f"fraud-detector serve ({args.server}, {args.workers} workers)",
+                "dashboard_sessions": args.dashboard_sessions,
+                "server_rss_mb": {"start": rss_before, "end": rss_mb(process.pid)},
                 "cpus": os.cpu_count(),
                 "load_average_before": [round(v, 2) for v in load_before],
                 "cpu_check": machine,
@@ -284,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(json.dumps(report, indent=2))
     finally:
+        if dashboards is not None:
+            dashboards.terminate()
+            dashboards.wait(timeout=30)
         if process is not None:
             stop(process)
     return 0

@@ -42,13 +42,34 @@ function delay()
   return 0
 end
 
+-- STATUSES=1: count answers by status (503 and 200 apart), for bench/bench_faults.py.
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+if os.getenv("STATUSES") == "1" then
+  n200, n503, nother = 0, 0, 0
+  function response(status, headers, body)
+    if status == 200 then n200 = n200 + 1
+    elseif status == 503 then n503 = n503 + 1
+    else nother = nother + 1 end
+  end
+end
+
 function done(summary, latency, requests)
+  local s200, s503, sother = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    s200 = s200 + (thread:get("n200") or 0)
+    s503 = s503 + (thread:get("n503") or 0)
+    sother = sother + (thread:get("nother") or 0)
+  end
   local errors = summary.errors
   io.write(string.format(
     '{"requests": %d, "duration_us": %d, "non_2xx": %d, "connect_errors": %d, "read_errors": %d, ' ..
     '"write_errors": %d, "timeouts": %d, "p50_us": %d, "p90_us": %d, "p95_us": %d, "p99_us": %d, ' ..
-    '"max_us": %d, "mean_us": %.1f}\n',
+    '"max_us": %d, "mean_us": %.1f, "status_200": %d, "status_503": %d, "status_other": %d}\n',
     summary.requests, summary.duration, errors.status, errors.connect, errors.read, errors.write,
     errors.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(95),
-    latency:percentile(99), latency.max, latency.mean))
+    latency:percentile(99), latency.max, latency.mean, s200, s503, sother))
 end

@@ -27,7 +27,7 @@ from prefect_dask import DaskTaskRunner
 
 from fraud_core.pipeline import backfill as steps
 from fraud_core.pipeline.backfill import ChunkResult, ModelBundle, plan_chunks
-from fraud_core.settings import PrefectSettings, get_settings
+from fraud_core.settings import PrefectSettings, flow_timeout_seconds, get_settings
 
 FLOW_NAME = "backfill"
 
@@ -103,7 +103,7 @@ def _report(results: list[ChunkResult], *, model: str, seconds: float, where: st
     return "\n".join(lines)
 
 
-@flow(name=FLOW_NAME, log_prints=False)
+@flow(name=FLOW_NAME, log_prints=False, timeout_seconds=flow_timeout_seconds("backfill"))
 def backfill(
     start: datetime,
     end: datetime,

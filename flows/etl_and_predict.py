@@ -21,7 +21,7 @@ from fraud_core.db import shared_engine
 from fraud_core.db.models import RunStatus
 from fraud_core.pipeline import etl_and_predict as live
 from fraud_core.pipeline.etl_and_predict import RunSummary, stage
-from fraud_core.settings import get_settings
+from fraud_core.settings import flow_timeout_seconds, get_settings
 
 FLOW_NAME = live.FLOW_NAME
 ARTIFACT_KEY = "etl-and-predict-summary"
@@ -40,7 +40,14 @@ deliver_alerts = task(name="deliver-alerts", **_TASK_OPTIONS)(live.deliver_alert
 ingest_labels = task(name="ingest-labels", **_TASK_OPTIONS)(live.ingest_labels)
 
 
-@flow(name=FLOW_NAME, log_prints=False)
+def _committed_after(engine: Any, run_id: str) -> bool:
+    try:
+        return live.run_was_committed(engine, run_id)
+    except Exception:  # the database is still gone: the commit cannot be confirmed
+        return False
+
+
+@flow(name=FLOW_NAME, log_prints=False, timeout_seconds=flow_timeout_seconds("etl"))
 def etl_and_predict(
     max_transactions: int | None = None,
     feed_format: Literal["cursor", "realtime"] = "cursor",
@@ -66,8 +73,11 @@ def etl_and_predict(
     cap = max_transactions or settings.source.max_per_run
     run_id = str(flow_run.id or uuid.uuid4())
     summary = RunSummary()
-    live.start_run(engine, run_id)
+    lease = settings.flows.etl_lease_seconds
+    for stale in live.start_run(engine, run_id, lease_seconds=lease):
+        logger.warning("closed run %s: its lease ran out without an end recorded", stale)
     status, error = RunStatus.FAILED.value, None
+    heartbeat = live.Heartbeat(engine, run_id, interval=lease / 6).__enter__()
     try:
         realtime = feed_format == "realtime"
         labels_cursor = None
@@ -79,14 +89,29 @@ def etl_and_predict(
                 extracted = extract(settings, "transactions", tx_cursor, cap)
         with stage(summary, "validate"):
             key = settings.security.card_token_key.get_secret_value()
-            batch = validate(quote(extracted.records), token_key=key, source=source)
-        summary.add(extracted=len(extracted.records), valid=len(batch.frame))
+            window = live.feed_event_window(settings)
+            batch = validate(quote(extracted.records), token_key=key, source=source, event_window=window)
+        summary.add(extracted=len(extracted.records), valid=len(batch.frame), oversized_pages=extracted.oversized)
         summary.cursor = extracted.next_cursor
         if len(batch.frame) or batch.rejected or extracted.next_cursor != extracted.start_cursor:
-            store_and_score(  # type: ignore[call-overload]  # quote() hides the batch from Prefect's input walk
-                quote(extracted), quote(batch), engine=engine, source=source, track_cursor=not realtime, summary=summary
-            )
+            try:
+                store_and_score(  # type: ignore[call-overload]  # quote() hides the batch from Prefect's input walk
+                    quote(extracted),
+                    quote(batch),
+                    engine=engine,
+                    source=source,
+                    track_cursor=not realtime,
+                    summary=summary,
+                    run_id=run_id,
+                )
+            except Exception as exc:
+                # The commit may have reached the server although its answer was lost: then the
+                # work is stored, and the run goes on with the steps after it.
+                if not _committed_after(engine, run_id):
+                    raise
+                logger.warning("the store step's answer was lost (%s), but its commit went through", type(exc).__name__)
         logger.info("%s", summary.one_line())
+        live.raise_if_stalled(extracted)
         if deliver:
             with stage(summary, "alerts"):
                 report = deliver_alerts(engine)
@@ -99,9 +124,10 @@ def etl_and_predict(
             summary.add(labels_read=read, labels_written=written, labels_rejected=rejected)
         status = RunStatus.COMPLETED.value
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:2000]
+        error = live.failure_reason(exc)
         raise
     finally:
+        heartbeat.__exit__(None, None, None)
         create_markdown_artifact(
             key=ARTIFACT_KEY,
             markdown=summary.as_markdown() + (f"\n**Failed**: {error}\n" if error else ""),
@@ -109,8 +135,11 @@ def etl_and_predict(
         )
         try:
             live.finish_run(engine, run_id, status=status, summary=summary, error=error)
-        except Exception as exc:  # the database may be what failed; the run's own error matters more
-            logger.error("could not record the run's end in pipeline_runs: %s", type(exc).__name__)
+        except Exception as exc:  # the database may be what failed; the next run closes this row
+            logger.error(
+                "could not record the run's end in pipeline_runs (%s); the next run will close it",
+                live.failure_reason(exc),
+            )
             if status == RunStatus.COMPLETED.value:
                 raise
     return summary.as_record()

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from fraud_core.db import shared_engine
 from fraud_core.ml.promotion import decide
 from fraud_core.pipeline import retrain as steps
-from fraud_core.settings import get_settings
+from fraud_core.settings import flow_timeout_seconds, get_settings
 
 ARTIFACT_KEY = "retrain-decision"
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -33,7 +33,7 @@ decide_and_record = task(name="decide-and-record", **_TASK_OPTIONS)(steps.decide
 publish = task(name="publish-to-hub", **_TASK_OPTIONS)(steps.publish_to_hub)
 
 
-@flow(name="retrain", log_prints=False)
+@flow(name="retrain", log_prints=False, timeout_seconds=flow_timeout_seconds("retrain"))
 def retrain(
     as_of: datetime | None = None,
     eval_days: float | None = None,

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from fraud_core.db import shared_engine
 from fraud_core.pipeline import weekly_quality as weekly
-from fraud_core.settings import get_settings
+from fraud_core.settings import flow_timeout_seconds, get_settings
 
 ARTIFACT_KEY = "weekly-quality-report"
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -31,7 +31,7 @@ store = task(name="store-report", **_TASK_OPTIONS)(weekly.store_and_alert)
 deliver = task(name="deliver-alerts", **_TASK_OPTIONS)(weekly.deliver_alerts)
 
 
-@flow(name="weekly-quality", log_prints=False)
+@flow(name="weekly-quality", log_prints=False, timeout_seconds=flow_timeout_seconds("quality"))
 def weekly_quality(
     window_days: float | None = None,
     window_end: datetime | None = None,

@@ -48,6 +48,31 @@ class DatabaseSettings(BaseSettings):
     url: str = Field(default_factory=lambda: f"sqlite:///{_var_dir() / 'fraud.db'}")
     pool_size: int = 10
     echo: bool = False
+    # Bounds per role: ``api`` (the web app's scoring and health), ``dashboard`` (the analysts'
+    # reads), ``flow`` (flows and commands: loads, training). 0 means none.
+    api_statement_timeout_ms: int = Field(
+        1500, description="longest statement of the web app's scoring and health (ms)"
+    )
+    api_lock_timeout_ms: int = Field(300, description="longest wait of the web app for a lock (ms)")
+    api_connect_timeout_seconds: int = Field(2, description="longest wait of the web app for a new connection (s)")
+    api_read_timeout_ms: int = Field(
+        300, description="`/predict`'s one-row history read; past it the answer is 503 (ms)"
+    )
+    dashboard_statement_timeout_ms: int = Field(20_000, description="longest statement of a dashboard read (ms)")
+    dashboard_lock_timeout_ms: int = Field(2_000, description="longest wait of a dashboard action for a lock (ms)")
+    dashboard_connect_timeout_seconds: int = Field(5, description="longest wait of the dashboard for a connection (s)")
+    flow_statement_timeout_ms: int = Field(600_000, description="longest statement of a flow or command (ms)")
+    flow_lock_timeout_ms: int = Field(30_000, description="longest wait of a flow or command for a lock (ms)")
+    flow_connect_timeout_seconds: int = Field(10, description="longest wait of a flow or command for a connection (s)")
+    idle_in_transaction_timeout_ms: int = Field(
+        120_000,
+        description="a session idle inside a transaction this long is ended by the server, its locks freed (ms)",
+    )
+    deadline_grace_seconds: float = Field(
+        1.0,
+        description="client-side deadline of a call = its statement time-out + this (s): it fires only when the "
+        "server could not enforce its own (frozen, unreachable)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -88,6 +113,8 @@ class SourceSettings(BaseSettings):
     retry_backoff_seconds: float = 1.0
     page_size: int = 1000
     max_per_run: int = 20_000
+    #: Pages in a row without progress (cursor unchanged, or empty while ``has_more``) that fail a run.
+    max_stalled_pages: int = Field(3, ge=1)
 
 
 class HubSettings(BaseSettings):
@@ -180,6 +207,10 @@ class QualitySettings(BaseSettings):
     max_duplicate_rate: float = 0.0
     max_rejected_rate_warn: float = 0.01
     max_rejected_rate_fail: float = 0.05
+    #: Share of received rows that are amended re-deliveries above which the report warns (any: warn).
+    max_amended_rate_warn: float = 0.0
+    #: Share of amended re-deliveries above which the report fails (and alerts).
+    max_amended_rate_fail: float = 0.001
     volume_change_warn: float = 0.3
     volume_change_fail: float = 0.6
     max_gap_minutes: float = 60.0
@@ -223,11 +254,57 @@ class PromotionSettings(BaseSettings):
     min_recall: float = 0.5
 
 
+class EdgeSettings(BaseSettings):
+    """What the edge (``/predict``, the feed) accepts as event times: a window around now."""
+
+    model_config = _group("EDGE_")
+
+    #: Event times older than this are refused (days). History files and imports are not checked.
+    max_event_age_days: float = Field(3650.0, gt=0)
+    #: Event times later than now by more than this are refused by the API (minutes of clock skew).
+    max_event_lead_minutes: float = Field(10.0, ge=0)
+    #: The same for the feed (days): a replay's shifted clock runs ahead of the wall clock.
+    feed_max_event_lead_days: float = Field(400.0, ge=0)
+
+
+class ServeSettings(BaseSettings):
+    """The web app's limits under load and faults."""
+
+    model_config = _group("SERVE_")
+
+    #: Threads per web worker that score ``/predict/batch`` (and unusual single records) off the event loop.
+    batch_workers: int = Field(1, ge=1)
+    #: Batches waiting for a scoring thread, per web worker, beyond which the answer is 503.
+    batch_queue: int = Field(2, ge=0)
+    #: Longest wait for a batch's score before the answer is 503 (seconds).
+    batch_timeout_seconds: float = Field(30.0, gt=0)
+    #: ``Retry-After`` of a 503 (seconds).
+    retry_after_seconds: int = Field(1, ge=1)
+    #: Seconds between probes of an unavailable warehouse (it is served again after the first success).
+    probe_interval_seconds: float = Field(0.5, gt=0)
+    #: Dashboard sessions served at once; one more is answered with a "dashboard full" page.
+    dashboard_max_sessions: int = Field(20, ge=1)
+    #: A dashboard session whose browser went away is destroyed after this long (seconds).
+    dashboard_unused_session_seconds: float = Field(10.0, gt=0)
+    #: Dashboard reads shared by every session for this long (seconds): sessions cost one query each.
+    dashboard_cache_seconds: float = Field(2.0, ge=0)
+
+
 class PrefectSettings(BaseSettings):
     model_config = _group("PREFECT_FLOWS_")
 
     dask_scheduler_address: str | None = None
     backfill_chunk_days: int = 7
+    #: Longest ``etl-and-predict`` run (seconds); past it Prefect fails the run as timed out.
+    etl_timeout_seconds: float = Field(600.0, gt=0)
+    #: Lease of a running ``etl-and-predict`` run (seconds, renewed every sixth of it); the next run closes a ``running`` row whose lease ran out.
+    etl_lease_seconds: float = Field(60.0, gt=0)
+    #: Longest ``weekly-quality`` run (seconds).
+    quality_timeout_seconds: float = Field(3600.0, gt=0)
+    #: Longest ``retrain`` run (seconds).
+    retrain_timeout_seconds: float = Field(4 * 3600.0, gt=0)
+    #: Longest ``backfill`` run (seconds).
+    backfill_timeout_seconds: float = Field(12 * 3600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -251,6 +328,8 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     flows: PrefectSettings = Field(default_factory=PrefectSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -270,6 +349,15 @@ class Settings(BaseSettings):
         """Create the embedded state folder (called by commands that write there, never at import)."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
         return self.var_dir
+
+
+def flow_timeout_seconds(flow: Literal["etl", "quality", "retrain", "backfill"]) -> float:
+    """A flow's ``timeout_seconds`` (``PREFECT_FLOWS_<FLOW>_TIMEOUT_SECONDS``).
+
+    Prefect reads a flow's time-out from its decorator, so this one group is read when a flow module
+    is imported: in the flow-run process, which has the worker's environment.
+    """
+    return float(getattr(PrefectSettings(), f"{flow}_timeout_seconds"))
 
 
 @lru_cache(maxsize=1)

@@ -1,17 +1,22 @@
 """Fault injection around the source's ASGI app, for resilience tests and demos.
 
 :class:`FaultInjector` wraps any ASGI app. While a fault is set, matching requests get an HTTP
-error, a body that is not JSON, or an answer slower than the client's timeout; ``times`` limits how
-many requests are hit, after which the feed answers normally again.
+error, a body that is not JSON, or an answer slower than the client's timeout; or the source lies:
+it is ``stuck`` (after the first page: the page at the requested cursor again, ``has_more`` true
+and the cursor unchanged), it ``ignores_limit`` (``limit`` multiplied by ``factor``), or it ``amends`` what it
+re-delivers (every amount changed by ``delta``). ``times`` limits how many requests are hit, after
+which the feed answers normally again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -19,7 +24,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-FaultKind = Literal["error", "malformed", "slow"]
+FaultKind = Literal["error", "malformed", "slow", "stuck", "ignores_limit", "amends"]
 
 
 @dataclass(slots=True)
@@ -33,11 +38,15 @@ class Fault:
         delay: the wait of ``slow``.
         times: how many requests to hit; ``None`` for all until cleared.
         paths: path prefixes to hit (default: the data endpoints).
+        factor: how many times the asked ``limit`` an ``ignores_limit`` source sends.
+        delta: what an ``amends`` source adds to every amount.
     """
 
     kind: FaultKind
     status: int = 500
     delay: float = 5.0
+    factor: int = 10
+    delta: float = 1.0
     times: int | None = None
     paths: tuple[str, ...] = ("/transactions", "/labels", "/current-transactions")
 
@@ -83,15 +92,56 @@ class FaultInjector:
             await asyncio.sleep(fault.delay)
             await self.app(scope, receive, send)
             return
+        if fault.kind == "ignores_limit":
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            if "limit" in query:
+                query["limit"] = str(int(query["limit"]) * fault.factor)
+            await self.app({**scope, "query_string": urlencode(query).encode()}, receive, send)
+            return
+        if fault.kind in ("stuck", "amends"):
+            await self._rewrite(fault, scope, receive, send)
+            return
         if fault.kind == "error":
             status, body = fault.status, b'{"detail": "injected failure"}'
         else:
             status, body = 200, b'{"next_cursor": "9", "transactions": [{"trans_num": "abc", "amt": 1'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, status, body)
+
+    async def _rewrite(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let the app answer, then change its JSON page as the fault says."""
+        parts: list[bytes] = []
+        status = 200
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                parts.append(bytes(message.get("body", b"")))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(parts)
+        if status == 200:
+            page = json.loads(body)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            if fault.kind == "stuck":
+                if "after" in query:  # stuck where it stands; the first page still moves
+                    page["next_cursor"] = query["after"]
+                    page["has_more"] = True
+            else:
+                for item in page.get("transactions", []):
+                    if isinstance(item.get("amt"), int | float):
+                        item["amt"] = round(item["amt"] + fault.delta, 2)
+            body = json.dumps(page).encode()
+        await _answer(send, status, body)
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -27,6 +27,7 @@ from fraud_core.ml.champion import ModelUnavailableError
 from fraud_core.pipeline.dashboard import DashboardData
 from fraud_core.pipeline.online_scoring import OnlineScorer
 from fraud_core.settings import Settings, get_settings
+from webapp.body_guard import guard_json_body
 from webapp.dashboard.app import make_dashboard_page
 from webapp.dashboard.mount import MountedDashboard
 from webapp.dependencies import DEPENDENCIES, ENGINE, SCORER, SETTINGS, provide_engine
@@ -90,6 +91,12 @@ class _NoChampion:
 
 
 ScorerFactory = Callable[[Engine, Settings], OnlineScorer]
+DASHBOARD_ENGINE = "dashboard_engine"
+
+
+def _dashboard_engine(state: State) -> Engine:
+    engine: Engine | None = state.get(DASHBOARD_ENGINE)
+    return engine if engine is not None else provide_engine(state)
 
 
 @get("/", include_in_schema=False)
@@ -147,15 +154,27 @@ def create_app(
     state = State({SETTINGS: settings})
     mounted = None
     if dashboard:
+        serve = settings.serve
+        data = DashboardData(lambda: _dashboard_engine(state), cache_seconds=serve.dashboard_cache_seconds)
         mounted = MountedDashboard(
-            make_dashboard_page(DashboardData(lambda: provide_engine(state))), websocket_origins=websocket_origins
+            make_dashboard_page(data),
+            websocket_origins=websocket_origins,
+            max_sessions=serve.dashboard_max_sessions,
+            unused_session_seconds=serve.dashboard_unused_session_seconds,
         )
         route_handlers.append(mounted.route_handler())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        opened = engine if engine is not None else make_engine(settings.database.url)
+        opened = engine if engine is not None else make_engine(settings.database.url, role="api")
         state[ENGINE] = opened
+        # the analysts' reads get their own pool and longer time-outs than scoring
+        reads = (
+            engine
+            if engine is not None or not dashboard
+            else make_engine(settings.database.url, role="dashboard", pool_size=4)
+        )
+        state[DASHBOARD_ENGINE] = reads
         made = _make_scorer(scorer, opened, settings)
         state[SCORER] = made
         try:
@@ -168,13 +187,17 @@ def create_app(
             made.close()
             state[SCORER] = None
             state[ENGINE] = None
+            state[DASHBOARD_ENGINE] = None
             if engine is None:
                 opened.dispose()
+                if reads is not None and reads is not opened:
+                    reads.dispose()
 
     return Litestar(
         route_handlers=route_handlers,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=guard_json_body,
         lifespan=[lifespan],
         openapi_config=_openapi_config(__version__),
         request_max_body_size=MAX_BODY_BYTES,

@@ -3,7 +3,9 @@
 The request mirrors the Kaggle raw schema (:data:`fraud_core.schema.RAW_COLUMNS`). Types and simple
 bounds are checked while decoding (a wrong type or a missing field is a 422 naming the field); the
 row rules (dates, card number, categories...) are :func:`fraud_core.data.to_canonical`'s, so the
-API accepts exactly what the pipeline accepts.
+API accepts exactly what the pipeline accepts. The published schema carries every rule that one
+field can state (ASCII digits, bounds, non-blank text); the rules between fields or with the clock
+(an event time in its window, a birth date before it) are stated in the fields' descriptions.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ MAX_BATCH_ROWS = 1000
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 Latitude = Annotated[float, Meta(ge=-90.0, le=90.0, description="Degrees, -90 to 90")]
 Longitude = Annotated[float, Meta(ge=-180.0, le=180.0, description="Degrees, -180 to 180")]
-Text = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+#: Text with at least one character that is not a space (the server strips spaces), no NUL.
+Text = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+#: A card number as text: 8 to 19 ASCII digits, single spaces or dashes allowed between them.
+CARD_TEXT = r"^(?:[0-9][ -]?){7,18}[0-9]$"
 
 
 class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -35,8 +40,14 @@ class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     """
 
     cc_num: (
-        Annotated[int, Meta(ge=0, description="Card number, 8 to 19 digits")]
-        | Annotated[str, Meta(pattern=r"^\d{8,19}$", description="Card number as digits")]
+        Annotated[int, Meta(ge=10_000_000, le=9_223_372_036_854_775_807, description="Card number, 8 to 19 digits")]
+        | Annotated[
+            str,
+            Meta(
+                pattern=CARD_TEXT,
+                description="Card number: 8 to 19 ASCII digits; spaces or dashes between them are removed",
+            ),
+        ]
     )
     merchant: Text
     category: Annotated[Category, Meta(description="One of the 14 merchant categories")]
@@ -44,16 +55,36 @@ class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     gender: Literal["F", "M", "f", "m"]
     city: Text
     state: Annotated[str, Meta(min_length=1, max_length=8, pattern=r"^[A-Za-z]+$")]
-    zip: Annotated[int, Meta(ge=0, le=99999)] | Annotated[str, Meta(pattern=r"^\d{1,5}$")]
+    zip: Annotated[int, Meta(ge=0, le=99999)] | Annotated[str, Meta(pattern=r"^[0-9]{1,5}$")]
     lat: Latitude
     long: Longitude
     city_pop: Annotated[int, Meta(ge=0, le=1_000_000_000)]
     job: Text
-    dob: Annotated[str, Meta(min_length=8, max_length=40, examples=["1978-06-21"])]
+    dob: Annotated[
+        str,
+        Meta(
+            min_length=8,
+            max_length=40,
+            examples=["1978-06-21"],
+            description="ISO 8601 date (YYYY-MM-DD), not after the transaction",
+        ),
+    ]
     merch_lat: Latitude
     merch_long: Longitude
     trans_date_trans_time: (
-        Annotated[str, Meta(min_length=1, max_length=40, examples=["2020-06-21 12:14:25"])] | None
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=40,
+                examples=["2020-06-21 12:14:25"],
+                description=(
+                    "ISO 8601 date-time with ASCII digits (UTC unless an offset is given), within "
+                    "EDGE_MAX_EVENT_AGE_DAYS before now and EDGE_MAX_EVENT_LEAD_MINUTES after it, and after 1990"
+                ),
+            ),
+        ]
+        | None
     ) = None
     unix_time: Annotated[int, Meta(ge=0, le=10_000_000_000)] | None = None
     trans_num: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None

@@ -6,6 +6,17 @@ The source speaks the cursor protocol of ``fraud-detector source`` (``GET /trans
 /current-transactions``). Anything else (a refused connection, a timeout, a 5xx, a body that is not
 the expected JSON) is retried a bounded number of times and then raised as :class:`SourceError`:
 the caller fails the run visibly and the next run starts again from the stored cursor.
+
+Sources that break the protocol are bounded too:
+
+* **stuck** (``has_more`` true, but the cursor does not move, or pages come back empty): after
+  ``max_stalled_pages`` such pages the extraction stops with what it read before and says why
+  (:attr:`Extracted.stalled`); repeated items are never taken twice. The caller stores the
+  progress and fails the run with that reason.
+* **sending more than asked** (a page longer than its ``limit``): the page is cut to the limit,
+  so a run never takes more than its cap, and the stored cursor becomes a *held* cursor, the
+  source's cursor plus how many of its items were taken (:func:`held_cursor`). The next run asks
+  from the same source cursor again and skips what was taken: nothing is lost or taken twice.
 """
 
 from __future__ import annotations
@@ -63,6 +74,8 @@ class Extracted:
         has_more: the source said more was released than the cap allowed.
         received_at: when the last page arrived (UTC).
         seconds: time spent reading.
+        stalled: why the extraction stopped early on a stuck source (``None``: it did not).
+        oversized: pages longer than asked (cut to their limit).
     """
 
     feed: Feed
@@ -74,9 +87,28 @@ class Extracted:
     has_more: bool = False
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     seconds: float = 0.0
+    stalled: str | None = None
+    oversized: int = 0
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+#: Prefix of a held cursor: ``fd-held:<taken>:<source cursor>`` (see the module docstring).
+HELD_PREFIX = "fd-held:"
+
+
+def held_cursor(cursor: str | None, taken: int) -> str:
+    """A stored cursor meaning "``taken`` items after the source's ``cursor`` are already stored"."""
+    return f"{HELD_PREFIX}{taken}:{cursor or ''}"
+
+
+def split_cursor(stored: str | None) -> tuple[str | None, int]:
+    """(the source's cursor, items after it already taken) of a stored cursor."""
+    if stored is None or not stored.startswith(HELD_PREFIX):
+        return stored, 0
+    taken, _, cursor = stored.removeprefix(HELD_PREFIX).partition(":")
+    return (cursor or None), int(taken)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -93,6 +125,8 @@ class SourceClient:
         retries: extra attempts after a failed request (``0``: one attempt only).
         backoff: the first wait; it doubles on each retry (with a little jitter), capped at 30 s.
         page_size: items per request.
+        max_stalled_pages: pages without progress (same cursor, or empty while ``has_more``)
+            after which an extraction stops and reports the source as stuck.
         transport: an httpx transport (tests).
         sleep: how to wait (tests pass a recorder).
     """
@@ -105,11 +139,13 @@ class SourceClient:
         retries: int = 3,
         backoff: float = 1.0,
         page_size: int = 1000,
+        max_stalled_pages: int = 3,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if retries < 0 or page_size < 1:
-            raise ValueError("retries must be >= 0 and page_size >= 1")
+        if retries < 0 or page_size < 1 or max_stalled_pages < 1:
+            raise ValueError("retries must be >= 0, page_size and max_stalled_pages >= 1")
+        self.max_stalled_pages = max_stalled_pages
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
@@ -131,6 +167,7 @@ class SourceClient:
             retries=source.retries,
             backoff=source.retry_backoff_seconds,
             page_size=source.page_size,
+            max_stalled_pages=source.max_stalled_pages,
             **kwargs,
         )
 
@@ -204,28 +241,62 @@ class SourceClient:
     # ------------------------------------------------------------------ feeds
 
     def extract(self, feed: Feed, after: str | None, *, max_items: int) -> Extracted:
-        """Everything released after ``after``, in pages, up to ``max_items``.
+        """Everything released after ``after`` (a stored cursor, maybe held), in pages, up to ``max_items``.
 
         Raises:
             SourceError: a page could not be read; nothing of this extraction should be stored.
         """
         started = time.perf_counter()
         out = Extracted(feed=feed, records=[], start_cursor=after, next_cursor=after)
-        cursor = after
+        cursor, skip = split_cursor(after)
+        stalled = 0
         while len(out.records) < max_items:
-            limit = min(self.page_size, max_items - len(out.records))
-            params: dict[str, Any] = {"limit": limit}
+            room = min(self.page_size, max_items - len(out.records))
+            # after a held cursor the items already taken come first again: ask for them too
+            params: dict[str, Any] = {"limit": room + skip}
             if cursor is not None:
                 params["after"] = cursor
             document, requests = self.get_json(f"/{feed}", params, check=_page_check(feed))
             out.requests += requests
             out.pages += 1
             items = document[feed]
-            out.records.extend(items)
-            cursor = document["next_cursor"]
-            out.next_cursor = cursor
+            next_cursor = document["next_cursor"]
             out.has_more = bool(document.get("has_more", False))
-            if not items or not out.has_more:
+            if len(items) > room + skip:
+                # The source ignored the limit: take what was asked, and remember how far into its
+                # page this run got; the next run resumes there.
+                logger.warning(
+                    "source %s/%s sent %d items when asked for %d; taking %d, the next run continues",
+                    self.base_url,
+                    feed,
+                    len(items),
+                    room + skip,
+                    room,
+                )
+                out.oversized += 1
+                out.records.extend(items[skip : skip + room])
+                out.next_cursor = held_cursor(cursor, skip + room)
+                out.has_more = True
+                break
+            items = items[skip:]
+            skip = 0
+            if out.has_more and (next_cursor == cursor or not items):
+                # no progress: the same page again, or an empty one that says there is more
+                stalled += 1
+                if stalled >= self.max_stalled_pages:
+                    out.stalled = (
+                        f"source stuck: {stalled} pages in a row without progress after cursor {cursor!r} "
+                        f"(has_more true, {'cursor unchanged' if next_cursor == cursor else 'no items'})"
+                    )
+                    break
+                if next_cursor == cursor:
+                    continue  # the items repeat the cursor's page: never take them twice
+            else:
+                stalled = 0
+            out.records.extend(items)
+            cursor = next_cursor
+            out.next_cursor = cursor
+            if not out.has_more:
                 break
         out.received_at = datetime.now(UTC)
         out.seconds = time.perf_counter() - started

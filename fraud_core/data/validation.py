@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,50 @@ from fraud_core.data.tokens import last4, tokenise
 from fraud_core.schema import CANONICAL_COLUMNS, CATEGORIES, GENDERS, LABEL_COLUMN, UNIX_TIME_OFFSET_SECONDS
 
 _TRANS_NUM_RE = r"^[A-Za-z0-9_\-]{1,64}$"
-_CARD_RE = r"^\d{8,19}$"
+#: Card numbers: ASCII digits only. Python's ``\d`` also matches fullwidth, Arabic-Indic or
+#: Devanagari digits, which would tokenise the same card as another one with no history.
+CARD_RE = r"^[0-9]{8,19}$"
+#: What a card number may be written with besides its digits (stripped before the check).
+CARD_SEPARATORS_RE = r"[ \-]"
+#: Date-times as text: ISO 8601 with ASCII digits ("2020-06-21 12:14:25", "T", fractions, "Z" or an
+#: offset). Words that parsers take for dates ("now", "today") and locale formats are refused.
+DATETIME_TEXT_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
+)
+DATE_TEXT_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T]00:00(?::00(?:\.0+)?)?)?$"
 #: A sanity bound: card-present amounts above this are data errors, not purchases.
 MAX_AMOUNT = 1_000_000.0
 EARLIEST_EVENT = pd.Timestamp("1990-01-01")
+
+
+@dataclass(frozen=True, slots=True)
+class EventWindow:
+    """The event times accepted at the edge (the API, the feed): ``[now - max_age, now + max_lead]``.
+
+    Attributes:
+        max_age: how far in the past an event may lie.
+        max_lead: how far ahead of the clock (clock skew; a replay's shifted clock runs ahead).
+        now: the clock, naive UTC; ``None``: the wall clock when the check runs.
+    """
+
+    max_age: timedelta
+    max_lead: timedelta
+    now: datetime | None = None
+
+    @classmethod
+    def around_now(cls, *, max_age_days: float, max_lead_minutes: float) -> EventWindow:
+        return cls(max_age=timedelta(days=max_age_days), max_lead=timedelta(minutes=max_lead_minutes))
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """(earliest, latest) accepted event time, naive UTC."""
+        now = self.now if self.now is not None else datetime.now(UTC).replace(tzinfo=None)
+        return now - self.max_age, now + self.max_lead
+
+
+def normalise_card_text(text: str) -> str:
+    """A card number as written (``"4111 1111-1111 1111"``) to its digits: spaces and dashes removed."""
+    return re.sub(CARD_SEPARATORS_RE, "", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +129,17 @@ def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(cleaned, errors="coerce").astype("float64")
 
 
-def _datetime(series: pd.Series) -> pd.Series:
+def _datetime(series: pd.Series, pattern: str = DATETIME_TEXT_RE) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         out = series
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_convert("UTC").dt.tz_localize(None)
         return out.astype("datetime64[us]")
     mask = series.isna()
-    # numbers are not dates (pandas would read them as epoch nanoseconds)
-    text = series.astype("object").astype("str").where(~mask, None)
+    # numbers are not dates (pandas would read them as epoch nanoseconds); text must be ISO 8601
+    # with ASCII digits: "now", "today" or "１２/０１/２０２０" are not event times
+    text = series.astype("object").astype("str").where(~mask, None).str.strip()
+    text = text.where(text.str.fullmatch(pattern).fillna(False).astype(bool), None)
     parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
@@ -147,6 +190,7 @@ def to_canonical(
     require_label: bool = False,
     row_offset: int = 0,
     seen: set[str] | None = None,
+    event_window: EventWindow | None = None,
 ) -> NormalisedBatch:
     """Validate raw rows and convert the valid ones to the canonical frame.
 
@@ -161,6 +205,8 @@ def to_canonical(
         seen: ``trans_num`` values of the earlier slices of the same input: rows repeating one
             are rejected as duplicates, and this slice's values are added. Normalising an input
             slice by slice with one ``seen`` set gives the same rows and rejections as all at once.
+        event_window: reject event times outside it (the edge: the API, the feed); files and
+            imports of history pass ``None``.
 
     Returns:
         The canonical frame (``CANONICAL_COLUMNS`` + ``is_fraud`` when the input had it, and
@@ -200,9 +246,14 @@ def to_canonical(
 
     # card
     cc = _as_text(raw["cc_num"])
+    cc = cc.where(cc.isna(), cc.str.replace(CARD_SEPARATORS_RE, "", regex=True))
     cc_missing = cc.isna() | (cc == "")
     check.fail(cc_missing, "cc_num", "missing")
-    check.fail(~cc_missing & ~cc.fillna("").str.fullmatch(_CARD_RE), "cc_num", "must be 8 to 19 digits")
+    check.fail(
+        ~cc_missing & ~cc.fillna("").str.fullmatch(CARD_RE),
+        "cc_num",
+        "must be 8 to 19 ASCII digits (spaces and dashes allowed between them)",
+    )
     cc_ok = cc.fillna("0000000000000")
 
     # event time: trans_date_trans_time wins; else Kaggle's shifted unix_time
@@ -224,6 +275,18 @@ def to_canonical(
     check.fail(
         event_time.notna() & (event_time < EARLIEST_EVENT), "trans_date_trans_time", f"before {EARLIEST_EVENT.date()}"
     )
+    if event_window is not None:
+        earliest, latest = event_window.bounds()
+        check.fail(
+            event_time.notna() & (event_time >= EARLIEST_EVENT) & (event_time < earliest),
+            "trans_date_trans_time",
+            f"more than {_days(event_window.max_age)} in the past (before {earliest:%Y-%m-%d %H:%M:%S} UTC)",
+        )
+        check.fail(
+            event_time.notna() & (event_time > latest),
+            "trans_date_trans_time",
+            f"in the future (after {latest:%Y-%m-%d %H:%M:%S} UTC: more than {_days(event_window.max_lead)} ahead)",
+        )
     out["event_time"] = event_time
 
     # numbers
@@ -247,7 +310,9 @@ def to_canonical(
     out["city_pop"] = number("city_pop", lo=0, hi=1e9, integer=True)
     zip_text = _as_text(raw["zip"])
     check.fail(zip_text.isna(), "zip", "missing")
-    check.fail(zip_text.notna() & ~zip_text.fillna("").str.fullmatch(r"\d{1,5}"), "zip", "must be up to 5 digits")
+    check.fail(
+        zip_text.notna() & ~zip_text.fillna("").str.fullmatch(r"[0-9]{1,5}"), "zip", "must be up to 5 ASCII digits"
+    )
 
     # categorical text
     def text(
@@ -272,7 +337,7 @@ def to_canonical(
     out["state"] = text("state", transform=lambda s: s.str.upper())
     out["job"] = text("job")
 
-    dob = _datetime(raw["dob"])
+    dob = _datetime(raw["dob"], DATE_TEXT_RE)
     check.fail(raw["dob"].isna(), "dob", "missing")
     check.fail(raw["dob"].notna() & dob.isna(), "dob", "not a date")
     check.fail(dob.notna() & event_time.notna() & (dob > event_time), "dob", "after the transaction")
@@ -334,6 +399,13 @@ def to_canonical(
             )
         )
     return NormalisedBatch(frame=frame, rejected=rejected)
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86_400
+    if days >= 1:
+        return f"{days:g} days"
+    return f"{span.total_seconds() / 60:g} minutes"
 
 
 def load_canonical(

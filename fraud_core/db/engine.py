@@ -8,17 +8,25 @@ CLI command) and open one :func:`session_scope` per unit of work.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
-from fraud_core.settings import get_settings
+from fraud_core.db.deadline import connection_class
+from fraud_core.settings import DatabaseSettings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: Who uses an engine: its time-outs follow (short for the API, longer for flows).
+Role = Literal["api", "dashboard", "flow"]
 
 #: How long a SQLite writer waits for another writer's lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -53,26 +61,75 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """The bounds of one role's PostgreSQL sessions (milliseconds; 0: none)."""
+
+    statement_ms: int
+    lock_ms: int
+    connect_seconds: int
+    idle_in_transaction_ms: int
+    grace_seconds: float
+
+    @classmethod
+    def for_role(cls, role: Role, settings: DatabaseSettings | None = None) -> Timeouts:
+        """The time-outs of ``role`` from the ``DATABASE_*`` settings."""
+        db = settings if settings is not None else get_settings().database
+        statement, lock, connect = {
+            "api": (db.api_statement_timeout_ms, db.api_lock_timeout_ms, db.api_connect_timeout_seconds),
+            "dashboard": (
+                db.dashboard_statement_timeout_ms,
+                db.dashboard_lock_timeout_ms,
+                db.dashboard_connect_timeout_seconds,
+            ),
+            "flow": (db.flow_statement_timeout_ms, db.flow_lock_timeout_ms, db.flow_connect_timeout_seconds),
+        }[role]
+        return cls(statement, lock, connect, db.idle_in_transaction_timeout_ms, db.deadline_grace_seconds)
+
+    @property
+    def deadline_seconds(self) -> float | None:
+        """The client-side deadline of one call: the statement time-out plus the grace (``None``: none)."""
+        return self.statement_ms / 1000.0 + self.grace_seconds if self.statement_ms > 0 else None
+
+    def server_options(self) -> str:
+        return (
+            f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms} "
+            f"-c idle_in_transaction_session_timeout={self.idle_in_transaction_ms}"
+        )
+
+
 @functools.lru_cache(maxsize=8)
-def shared_engine(url: str, *, pool_size: int | None = None) -> Engine:
+def shared_engine(url: str, *, pool_size: int | None = None, role: Role = "flow") -> Engine:
     """One engine per URL for the whole process (a flow's runs in a worker, a Dask worker's chunks).
 
     ``shared_engine.cache_clear()`` forgets them (tests); dispose them first if they are in use.
     """
-    return make_engine(url, pool_size=pool_size)
+    return make_engine(url, pool_size=pool_size, role=role)
 
 
-def make_engine(url: str | URL | None = None, *, echo: bool | None = None, pool_size: int | None = None) -> Engine:
+def make_engine(
+    url: str | URL | None = None,
+    *,
+    echo: bool | None = None,
+    pool_size: int | None = None,
+    role: Role = "flow",
+    timeouts: Timeouts | None = None,
+) -> Engine:
     """Build an engine for the warehouse.
 
     Args:
         url: a SQLAlchemy URL; defaults to ``get_settings().database.url`` (``DATABASE_URL``).
         echo: log SQL; defaults to the settings.
         pool_size: connections kept open (PostgreSQL); defaults to the settings.
+        role: ``api``, ``dashboard`` or ``flow``: which time-outs its sessions get (the
+            ``DATABASE_<ROLE>_*`` settings).
+        timeouts: explicit time-outs instead of the role's (tests).
 
     Returns:
-        An engine. PostgreSQL sessions run in UTC with a pre-ping pool; SQLite files get WAL,
-        foreign keys and a busy timeout, and their folder is created.
+        An engine. PostgreSQL sessions run in UTC with a pre-ping pool, the role's
+        ``statement_timeout``, ``lock_timeout`` and connect time-out, and a client-side deadline on
+        every call (:mod:`fraud_core.db.deadline`); SQLite files get WAL, foreign keys and a busy
+        timeout, and their folder is created.
     """
     settings = None
     if url is None or echo is None or pool_size is None:
@@ -83,11 +140,14 @@ def make_engine(url: str | URL | None = None, *, echo: bool | None = None, pool_
 
     backend = resolved.get_backend_name()
     if backend == "postgresql":
+        bounds = timeouts if timeouts is not None else Timeouts.for_role(role)
         return create_engine(
             resolved,
             echo=echo,
             pool_size=pool_size,
             max_overflow=pool_size,
+            # waiting for a free pooled connection is a wait too
+            pool_timeout=max(bounds.connect_seconds, 1) * 2 if bounds.connect_seconds else 30,
             pool_pre_ping=True,
             # Servers and proxies drop idle connections; recycle before they do.
             pool_recycle=1800,
@@ -96,9 +156,17 @@ def make_engine(url: str | URL | None = None, *, echo: bool | None = None, pool_
             # session uses temporary tables, and it can only be set before the first use). No JIT:
             # our queries are short, and compiling them took longer than running them (0.8 s
             # for a 50 ms dashboard query).
+            # The time-outs bound what the server can bound; the guarded connection class bounds
+            # the rest (a frozen server) on this side. Keepalives find a vanished peer.
             connect_args={
-                "options": "-c timezone=UTC -c temp_buffers=64MB -c jit=off",
-                "application_name": "fraud-detector",
+                "options": "-c timezone=UTC -c temp_buffers=64MB -c jit=off " + bounds.server_options(),
+                "application_name": f"fraud-detector-{role}",
+                "connect_timeout": max(bounds.connect_seconds, 1) if bounds.connect_seconds else 0,
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+                "connection_factory": connection_class(bounds.deadline_seconds),
             },
         )
     if backend == "sqlite":
@@ -132,10 +200,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        try:
+            session.rollback()
+        except Exception:  # a lost connection fails its rollback too; the first error is the cause
+            log.debug("rollback after a failed unit of work failed as well", exc_info=True)
         raise
     finally:
-        session.close()
+        try:
+            session.close()
+        except Exception:
+            log.debug("closing a session on a lost connection failed", exc_info=True)
 
 
 def ping(engine: Engine) -> tuple[bool, str | None]:

@@ -444,6 +444,10 @@ class PipelineRunBase(SQLModel):
     #: ``extracted``, ``loaded``, ``scored``, ``flagged`` ... whatever the flow counts.
     counts: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     error: str | None = None
+    #: Renewed while the run lives; a ``running`` row with an old heartbeat died (its lease ran out).
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: Set in the same transaction as the run's stored work: it was committed.
+    committed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class PipelineRun(PipelineRunBase, table=True):
@@ -452,6 +456,7 @@ class PipelineRun(PipelineRunBase, table=True):
         sa.UniqueConstraint("flow_run_id", name="uq_pipeline_runs_flow_run_id"),
         sa.CheckConstraint(_in("status", RunStatus), name="ck_pipeline_runs_status"),
         sa.Index("ix_pipeline_runs_flow_name_started_at", "flow_name", "started_at"),
+        sa.Index("ix_pipeline_runs_status", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fraud_core.data.tokens import card_token
-from fraud_core.data.validation import EARLIEST_EVENT, MAX_AMOUNT
+from fraud_core.data.validation import CARD_SEPARATORS_RE, EARLIEST_EVENT, MAX_AMOUNT, EventWindow
 from fraud_core.schema import CATEGORIES, GENDERS, UNIX_TIME_OFFSET_SECONDS
 
 _US = 1_000_000
@@ -24,11 +24,15 @@ _DAY = 86_400
 _EPOCH = datetime(1970, 1, 1)
 _EARLIEST = EARLIEST_EVENT.to_pydatetime()
 _TRANS_NUM = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-_CARD = re.compile(r"\d{8,19}")
-_ZIP = re.compile(r"\d{1,5}")
+# ASCII digits only, as to_canonical: "\d" would also take fullwidth or Arabic-Indic digits.
+_CARD = re.compile(r"[0-9]{8,19}")
+_CARD_SEPARATORS = re.compile(CARD_SEPARATORS_RE)
+_ZIP = re.compile(r"[0-9]{1,5}")
 # Date-times the fast path parses itself: "2020-06-21 12:14:25", with "T", fractions, "Z" or an offset.
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CATEGORIES = frozenset(CATEGORIES)
 _GENDERS = frozenset(GENDERS)
 
@@ -67,12 +71,15 @@ def _parse_datetime(text: str) -> datetime | None:
     return parsed
 
 
-def canonical_one(record: Mapping[str, Any], *, token_key: str) -> CanonicalRow | None:
+def canonical_one(
+    record: Mapping[str, Any], *, token_key: str, window: EventWindow | None = None
+) -> CanonicalRow | None:
     """The canonical row of one valid raw record, or ``None`` (invalid, or a shape left to the reference).
 
     Args:
         record: one transaction in the raw schema, with JSON-like values.
         token_key: the card-token key.
+        window: the event times accepted (as ``to_canonical``'s ``event_window``).
 
     Returns:
         The values :func:`fraud_core.data.to_canonical` would give for this record (with
@@ -85,6 +92,8 @@ def canonical_one(record: Mapping[str, Any], *, token_key: str) -> CanonicalRow 
     elif not _TRANS_NUM.fullmatch(trans_num):
         return None
     cc = _text(record.get("cc_num"))
+    if cc:
+        cc = _CARD_SEPARATORS.sub("", cc)
     if not cc or not _CARD.fullmatch(cc):
         return None
 
@@ -100,6 +109,10 @@ def canonical_one(record: Mapping[str, Any], *, token_key: str) -> CanonicalRow 
         event_time = _EPOCH + timedelta(seconds=unix + UNIX_TIME_OFFSET_SECONDS)
     if event_time is None or event_time < _EARLIEST:
         return None
+    if window is not None:
+        earliest, latest = window.bounds()
+        if not earliest <= event_time <= latest:
+            return None
 
     numbers: dict[str, float] = {}
     for name, lo, hi, lo_open in (

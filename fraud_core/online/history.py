@@ -7,17 +7,25 @@ and whether the card bought in the category before. The selection is
 features it gives against the batch.
 
 One reader per process holds one connection with the statement prepared on it, so a request costs
-one round trip; it reconnects once when the connection was lost.
+one round trip; it reconnects once when the connection was lost. Each read is bounded: the server
+cancels it after ``timeout_ms`` (a lock, a slow plan), and the caller's client-side deadline cuts
+the connection when the server does not answer at all (``deadline``, a context manager factory:
+:func:`fraud_core.db.deadline.statement_deadline`, raising one of ``final_errors``); neither is
+retried here, the caller answers 503.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC
 from typing import Any
 
 import numpy as np
 import psycopg2
+import psycopg2.errors
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -48,10 +56,26 @@ class CardHistoryReader:
     Not thread-safe: one reader per event loop (the web app's worker process).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        timeout_ms: int = 0,
+        deadline: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+        final_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """Args:
+        engine: the warehouse (PostgreSQL).
+        timeout_ms: the server's ``statement_timeout`` for a read (0: the engine's).
+        deadline: entered around each read (a client-side deadline).
+        final_errors: errors not worth a reconnect and a second try (the deadline's).
+        """
         if engine.dialect.name != "postgresql":
             raise ValueError("the single-card history reader needs PostgreSQL")
         self.engine = engine
+        self.timeout_ms = timeout_ms
+        self._deadline = deadline
+        self._final = (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable, *final_errors)
         self._connection: Any = None
 
     def _connect(self) -> Any:
@@ -65,6 +89,8 @@ class CardHistoryReader:
         # One plan for every call: re-planning over all monthly partitions costs more than the
         # query; the generic plan prunes partitions at execution time.
         cursor.execute("SET plan_cache_mode = force_generic_plan")
+        if self.timeout_ms > 0:
+            cursor.execute(f"SET statement_timeout = {int(self.timeout_ms)}")
         cursor.execute(_STATEMENT)
         cursor.close()
         return connection
@@ -83,20 +109,26 @@ class CardHistoryReader:
         params = (row["card_id"], start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), row["category"])
         for attempt in (1, 2):
             try:
-                if self._connection is None:
-                    self._connection = self._connect()
-                cursor = self._connection.cursor()
-                try:
-                    cursor.execute("EXECUTE fd_card_history (%s, %s, %s, %s)", params)
-                    rows = cursor.fetchall()
-                finally:
-                    cursor.close()
+                with self._deadline():
+                    if self._connection is None:
+                        self._connection = self._connect()
+                    cursor = self._connection.cursor()
+                    try:
+                        cursor.execute("EXECUTE fd_card_history (%s, %s, %s, %s)", params)
+                        rows = cursor.fetchall()
+                    finally:
+                        cursor.close()
                 break
+            except self._final:
+                # the warehouse is frozen, locked or slow: waiting again would only double the wait
+                if self._connection is not None and self._connection.closed:
+                    self.close()
+                raise
             except (psycopg2.OperationalError, psycopg2.InterfaceError, DBAPIError):  # connection lost
                 self.close()
                 if attempt == 2:
                     raise
-                log.warning("card history connection lost; reconnecting", exc_info=True)
+                log.info("card history connection lost; reconnecting once")
         # The row of NULLs says the card bought in the category before; the others are its history,
         # in time order (event times in microseconds: the float8 epoch seconds are within 0.3 µs, and rounded).
         history = [r for r in rows if r[0] is not None]

@@ -13,16 +13,26 @@ the alert and retried by later runs, never failing the run) and the label feed i
 (:func:`ingest_labels`). :class:`RunSummary` is what a run did, for its artifact and its
 ``pipeline_runs`` row (:func:`start_run`, :func:`finish_run`).
 
+Run states tell the truth. A run renews a lease on its row while it lives (:class:`Heartbeat`), and
+the transaction that stores its work also marks the row committed; the next run closes rows whose
+lease ran out (:func:`start_run`): ``completed`` when their work was committed, ``failed`` with the
+cause otherwise. A re-delivered ``trans_num`` whose content changed is never applied: it is stored
+in ``rejected_records`` with the difference (:func:`fraud_core.data.redelivery.find_amendments`),
+counted, and alerted on from :data:`AMENDED_ALERT_MIN` per run. A stuck source fails the run
+after storing what it did deliver (:func:`raise_if_stalled`).
+
 The database steps take the caller's ``session`` and never commit.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -32,9 +42,11 @@ from sqlmodel import Session
 
 from fraud_core.alerts import DeliveryReport, deliver_configured
 from fraud_core.alerts.messages import fraud_alert_text
-from fraud_core.data import NormalisedBatch, Rejection, records_to_raw, to_canonical
-from fraud_core.data.feed import Extracted, SourceClient
+from fraud_core.data import EventWindow, NormalisedBatch, Rejection, records_to_raw, to_canonical
+from fraud_core.data.feed import Extracted, SourceClient, SourceError
+from fraud_core.data.redelivery import find_amendments
 from fraud_core.db import repository, session_scope
+from fraud_core.db.availability import one_line
 from fraud_core.db.models import AlertKind, LabelOrigin
 from fraud_core.ml.champion import get_champion_holder
 from fraud_core.pipeline import batch_scoring
@@ -45,20 +57,40 @@ from fraud_core.settings import Settings
 FLOW_NAME = "etl-and-predict"
 #: Alert delivery starts no new batch after this long; the rest waits for the next run.
 ALERT_BUDGET_SECONDS = 10.0
+#: A run that finds this many amended re-deliveries raises a quality alert.
+AMENDED_ALERT_MIN = 1
+#: Seconds between two renewals of a run's lease; a lease lasts :data:`LEASE_SECONDS`.
+HEARTBEAT_SECONDS = 10.0
+LEASE_SECONDS = 60.0
 
 logger = logging.getLogger(__name__)
 
 
-def validate_transactions(records: Sequence[Mapping[str, Any]], *, token_key: str, source: str) -> NormalisedBatch:
+def validate_transactions(
+    records: Sequence[Mapping[str, Any]], *, token_key: str, source: str, event_window: EventWindow | None = None
+) -> NormalisedBatch:
     """Check raw records and convert the valid ones to the canonical frame.
 
     Bad rows come back as rejections (field and reason, the card reduced to its last four digits);
-    the rest of the batch goes on. The card number is tokenised here and goes no further.
+    the rest of the batch goes on. The card number is tokenised here and goes no further. Event
+    times outside ``event_window`` are rejected (:func:`feed_event_window`).
     """
     if not records:
         empty = pd.DataFrame({c: pd.Series(dtype="object") for c in CANONICAL_COLUMNS})
         return NormalisedBatch(frame=empty, rejected=[])
-    return to_canonical(_typed_raw(records), token_key=token_key, source=source)
+    return to_canonical(_typed_raw(records), token_key=token_key, source=source, event_window=event_window)
+
+
+def feed_event_window(settings: Settings) -> EventWindow:
+    """The event times the feed may send: ``EDGE_MAX_EVENT_AGE_DAYS`` back, ``EDGE_FEED_MAX_EVENT_LEAD_DAYS`` ahead.
+
+    A replay's clock is shifted to now and then runs faster than the wall clock, so the feed's
+    lead is days where the API's is minutes.
+    """
+    edge = settings.edge
+    return EventWindow(
+        max_age=timedelta(days=edge.max_event_age_days), max_lead=timedelta(days=edge.feed_max_event_lead_days)
+    )
 
 
 #: Time columns of a feed record and the format they normally come in.
@@ -98,12 +130,15 @@ class LoadResult:
             earlier without a score), canonical, in batch order.
         duplicates: valid rows already stored before (a replay; not stored again).
         rejected: rows that failed validation, now in ``rejected_records``.
+        amended: re-delivered rows whose content differs from the stored one (kept, not applied;
+            in ``rejected_records`` with the difference). Counted in ``duplicates`` too.
     """
 
     inserted: list[str]
     to_score: pd.DataFrame
     duplicates: int
     rejected: int
+    amended: int = 0
 
 
 def store_transactions(
@@ -134,11 +169,43 @@ def store_transactions(
     frame = batch.frame
     inserted = repository.insert_transactions(frame, session=session, source=source) if len(frame) else []
     rejected = repository.insert_rejected(batch.rejected, session=session, source=source) if batch.rejected else 0
+    amended = 0
+    if len(frame) > len(inserted):
+        again = frame[~frame["trans_num"].isin(set(inserted))]
+        amendments = find_amendments(again, repository.get_transactions(again["trans_num"].tolist(), session=session))
+        if amendments:
+            amended = repository.insert_rejected(amendments, session=session, source=source)
+            logger.warning("%d re-delivered transaction(s) amended by the source; kept the stored versions", amended)
     if track_cursor:
         repository.set_cursor(source, session=session, transactions=next_cursor)
     pending = set(repository.unscored_trans_nums(frame["trans_num"].tolist(), session=session)) if len(frame) else set()
     to_score = frame[frame["trans_num"].isin(pending)].reset_index(drop=True)
-    return LoadResult(inserted=inserted, to_score=to_score, duplicates=len(frame) - len(inserted), rejected=rejected)
+    return LoadResult(
+        inserted=inserted,
+        to_score=to_score,
+        duplicates=len(frame) - len(inserted),
+        rejected=rejected,
+        amended=amended,
+    )
+
+
+def alert_amendments(amended: int, *, session: Session, run_id: str) -> bool:
+    """A quality alert for a run that found amended re-deliveries (from :data:`AMENDED_ALERT_MIN`)."""
+    if amended < AMENDED_ALERT_MIN:
+        return False
+    created = repository.create_alert(
+        {
+            "kind": AlertKind.QUALITY.value,
+            "subject": f"amended-redeliveries-{run_id}",
+            "message": (
+                f"The source re-delivered {amended} transaction(s) with changed content (same trans_num). "
+                "The stored versions were kept and scored; the differences are in rejected_records "
+                "(reason 'amended re-delivery')."
+            ),
+        },
+        session=session,
+    )
+    return created is not None
 
 
 @dataclass(slots=True)
@@ -385,8 +452,12 @@ def store_and_score(
     source: str,
     track_cursor: bool,
     summary: RunSummary,
+    run_id: str | None = None,
 ) -> None:
-    """Load, features, predict, shadow, route and the cursor in one transaction (see the module docstring)."""
+    """Load, features, predict, shadow, route and the cursor in one transaction (see the module docstring).
+
+    With ``run_id``, the run's ``pipeline_runs`` row is marked committed in the same transaction.
+    """
     with session_scope(engine) as session:
         with stage(summary, "load"):
             loaded = store_transactions(
@@ -397,7 +468,14 @@ def store_and_score(
                 next_cursor=extracted.next_cursor,
                 track_cursor=track_cursor,
             )
-        summary.add(inserted=len(loaded.inserted), duplicates=loaded.duplicates, rejected=loaded.rejected)
+        summary.add(
+            inserted=len(loaded.inserted),
+            duplicates=loaded.duplicates,
+            rejected=loaded.rejected,
+            amended=loaded.amended,
+        )
+        if loaded.amended and run_id is not None:
+            summary.add(amended_alerts=alert_amendments(loaded.amended, session=session, run_id=run_id))
         if LABEL_COLUMN in batch.frame.columns and not track_cursor:
             # the real-time format carries the label with the transaction
             repository.upsert_labels(
@@ -428,6 +506,8 @@ def store_and_score(
             summary.latencies_ms = scored["latency_ms"].astype(float).tolist()
             summary.add(scored=len(scored), flagged=len(routed.flagged), legit=routed.legit)
             summary.add(alerts_created=routed.alerts_created)
+        if run_id is not None:
+            repository.mark_run_committed(run_id, session=session, counts=summary.as_record())
         commit_started = time.perf_counter()
     summary.timed("commit", time.perf_counter() - commit_started)
 
@@ -448,6 +528,7 @@ def ingest_labels(
     """
     extracted = extract(settings, "labels", after, max_items)
     if not extracted.records and extracted.next_cursor == after:
+        raise_if_stalled(extracted)
         return 0, 0, 0
     with session_scope(engine) as session:
         written, rejected = store_labels(
@@ -457,13 +538,87 @@ def ingest_labels(
             start_cursor=after,
             next_cursor=extracted.next_cursor,
         )
+    raise_if_stalled(extracted)
     return len(extracted.records), written, rejected
 
 
-def start_run(engine: Engine, run_id: str) -> None:
-    """Record that a run started (``pipeline_runs``)."""
+def raise_if_stalled(extracted: Extracted) -> None:
+    """Fail the run when the source stopped making progress (after what it did send was stored).
+
+    Raises:
+        SourceError: the extraction stopped on a stuck source; the message says where and how.
+    """
+    if extracted.stalled:
+        raise SourceError(extracted.stalled, attempts=extracted.requests, retryable=True)
+
+
+def start_run(engine: Engine, run_id: str, *, lease_seconds: float = LEASE_SECONDS) -> list[str]:
+    """Record that a run started (``pipeline_runs``), and close earlier runs whose lease ran out.
+
+    Returns:
+        The ids of the stale runs closed (see :func:`fraud_core.db.repository.close_stale_runs`).
+    """
     with session_scope(engine) as session:
+        closed = repository.close_stale_runs(
+            session=session, flow_name=FLOW_NAME, lease=timedelta(seconds=lease_seconds), exclude=run_id
+        )
         repository.start_pipeline_run(session=session, flow_run_id=run_id, flow_name=FLOW_NAME)
+    return closed
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What ended a run, in one line, with the error that caused it when another one followed.
+
+    A lost database often surfaces as a second error ("connection already closed") raised while
+    handling the first; the first one is the cause and comes first here.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 5:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    root = chain[-1]
+    text = one_line(root)
+    if root is not exc:
+        text += f" (then {one_line(exc)})"
+    return text[:2000]
+
+
+def run_was_committed(engine: Engine, run_id: str) -> bool:
+    """Whether this run's store-and-score transaction committed (asked after an error in it)."""
+    with session_scope(engine) as session:
+        return repository.run_committed(run_id, session=session)
+
+
+class Heartbeat:
+    """Renews a run's lease every ``interval`` seconds in a background thread, while the block runs.
+
+    A renewal that fails (the database is gone) is logged and retried at the next tick; the run's
+    own steps report the failure.
+    """
+
+    def __init__(self, engine: Engine, run_id: str, *, interval: float = HEARTBEAT_SECONDS) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{run_id[:8]}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with session_scope(self.engine) as session:
+                    repository.heartbeat_pipeline_run(self.run_id, session=session)
+            except Exception as exc:  # the run's steps will meet the same fault and report it
+                logger.info("heartbeat of run %s failed: %s", self.run_id, type(exc).__name__)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval)
 
 
 def finish_run(engine: Engine, run_id: str, *, status: str, summary: RunSummary, error: str | None = None) -> None:

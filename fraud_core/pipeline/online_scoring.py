@@ -14,22 +14,35 @@ the background). It chooses the path per request:
 Both give the same score for the same record (tested). Nothing here knows HTTP: bad records raise
 :class:`InvalidRecordsError` with every rejection, a missing champion
 :class:`fraud_core.ml.champion.ModelUnavailableError`; the web app maps them to 422 and 503.
+
+Waits are bounded. The warehouse's state is kept by :class:`fraud_core.db.availability.Availability`:
+once a read fails because the warehouse is down, frozen or locked, requests are refused at once
+(:class:`fraud_core.db.availability.WarehouseUnavailableError`, a 503 with ``Retry-After``) until
+a background probe succeeds. The reference path (batches, unusual records) runs in a small pool of
+threads with a queue limit (:meth:`OnlineScorer.score_records_async`), so the event loop that
+serves ``/predict`` and ``/health/live`` is never held by a batch; a full queue raises
+:class:`ScoringBusyError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from fraud_core.data import Rejection, records_to_raw, to_canonical
+from fraud_core.data import EventWindow, Rejection, records_to_raw, to_canonical
 from fraud_core.db import session_scope
+from fraud_core.db.availability import Availability
+from fraud_core.db.deadline import DeadlineExceeded, statement_deadline
 from fraud_core.db.history import fetch_card_history, fetch_label_stats
 from fraud_core.features import HistoryWindow, history_window
 from fraud_core.ml.champion import ChampionHolder, LoadedModel, get_champion_holder
@@ -49,6 +62,71 @@ _ALL_LABELS = HistoryWindow(
     label_base_until=pd.Timestamp("1900-01-01"),
     label_until=pd.Timestamp("2200-01-01"),
 )
+
+
+T = TypeVar("T")
+
+
+class ScoringBusyError(RuntimeError):
+    """Every scoring thread is busy and the queue is full: try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BoundedPool:
+    """Threads that run the reference path off the event loop, with a limit on what may wait.
+
+    Args:
+        workers: threads.
+        queue: jobs that may wait for a thread; one more is refused (:class:`ScoringBusyError`).
+        timeout: seconds a caller waits for its job before giving up (the job still finishes).
+        retry_after: what a refused caller is told to wait.
+    """
+
+    def __init__(self, *, workers: int = 1, queue: int = 2, timeout: float = 30.0, retry_after: float = 1.0) -> None:
+        self.capacity = workers + queue
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reference-scoring")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs running or waiting."""
+        return self._in_flight
+
+    def _release(self, _: object) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` in a pool thread and wait for it without holding the event loop.
+
+        Raises:
+            ScoringBusyError: the pool and its queue are full, or the job took longer than ``timeout``.
+        """
+        with self._lock:
+            if self._in_flight >= self.capacity:
+                raise ScoringBusyError(
+                    f"scoring is busy ({self._in_flight} batches running or queued)", retry_after=self.retry_after
+                )
+            self._in_flight += 1
+        # The slot is freed when the job ends, not when its caller stops waiting: the queue bounds
+        # the work really pending.
+        future = self._executor.submit(function, *args)
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        except TimeoutError as exc:
+            raise ScoringBusyError(
+                f"scoring did not finish within {self.timeout:g} s", retry_after=self.retry_after
+            ) from exc
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class InvalidRecordsError(ValueError):
@@ -86,13 +164,22 @@ class OnlineScore:
     reasons: list[dict[str, Any]]
 
 
-def canonicalise(records: Sequence[Mapping[str, Any]], *, token_key: str) -> pd.DataFrame:
+def canonicalise(
+    records: Sequence[Mapping[str, Any]], *, token_key: str, window: EventWindow | None = None
+) -> pd.DataFrame:
     """The canonical frame of request records (``trans_num`` generated where absent).
+
+    Args:
+        records: raw records.
+        token_key: the card-token key.
+        window: the event times accepted (default: none checked).
 
     Raises:
         InvalidRecordsError: some record breaks a row rule.
     """
-    batch = to_canonical(records_to_raw(records), token_key=token_key, source="api", generate_trans_num=True)
+    batch = to_canonical(
+        records_to_raw(records), token_key=token_key, source="api", generate_trans_num=True, event_window=window
+    )
     if batch.rejected:
         raise InvalidRecordsError(batch.rejected)
     return batch.frame
@@ -135,6 +222,57 @@ class OnlineScorer:
         self._fast_scorer: tuple[LoadedModel, FastScorer | None] | None = None
         self._reader: CardHistoryReader | None = None
         self._reader_refused = engine.dialect.name != "postgresql"
+        serve = settings.serve
+        self.availability = Availability(
+            self._probe, probe_interval=serve.probe_interval_seconds, retry_after=serve.retry_after_seconds
+        )
+        self.pool = BoundedPool(
+            workers=serve.batch_workers,
+            queue=serve.batch_queue,
+            timeout=serve.batch_timeout_seconds,
+            retry_after=serve.retry_after_seconds,
+        )
+        edge = settings.edge
+        self._window = EventWindow.around_now(
+            max_age_days=edge.max_event_age_days, max_lead_minutes=edge.max_event_lead_minutes
+        )
+        database = settings.database
+        self._read_timeout_ms = database.api_read_timeout_ms
+        self._probe_deadline = max(database.api_read_timeout_ms / 1000.0, 0.1) + 0.5
+
+    # -- the warehouse's state ----------------------------------------------------------------------
+
+    def _probe(self) -> None:
+        """One bounded round trip that touches the tables ``/predict`` reads (a lock on them fails it)."""
+        with statement_deadline(self._probe_deadline), self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT 1 FROM transactions WHERE false"))
+                connection.execute(sa.text("SELECT 1 FROM card_categories WHERE false"))
+
+    def warehouse_status(self) -> tuple[bool, str | None]:
+        """(reachable, why not): at once while it is known to be down, else after one bounded probe."""
+        if not self.availability.up:
+            return False, self.availability.reason
+        try:
+            self._probe()
+        except Exception as exc:
+            error = self.availability.failed(exc)
+            if error is None:
+                raise
+            return False, error.reason
+        return True, None
+
+    def _guarded(self, call: Callable[[], T]) -> T:
+        """Run a warehouse call; an unavailability becomes :class:`WarehouseUnavailableError`."""
+        self.availability.check()
+        try:
+            return call()
+        except Exception as exc:
+            error = self.availability.failed(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     # -- the champion -----------------------------------------------------------------------------
 
@@ -176,7 +314,9 @@ class OnlineScorer:
         return True
 
     def close(self) -> None:
-        """Release the history connection (the champion holder is process-wide)."""
+        """Release the history connection and the threads (the champion holder is process-wide)."""
+        self.availability.close()
+        self.pool.close()
         if self._reader is not None:
             self._reader.close()
         self._reader = None
@@ -190,21 +330,56 @@ class OnlineScorer:
             InvalidRecordsError: the record breaks a row rule (checked before the model is asked,
                 so bad input is reported even without a champion).
             fraud_core.ml.champion.ModelUnavailableError: no champion can be loaded.
+            WarehouseUnavailableError: the warehouse is down, frozen or locked.
         """
+        prepared = self._prepare_one(record)
+        if isinstance(prepared, pd.DataFrame):
+            return self.score_frame(prepared)[0]
+        return self._score_online(*prepared)
+
+    async def score_record_async(self, record: Mapping[str, Any]) -> OnlineScore:
+        """:meth:`score_record` for an event loop: the online path inline, the reference path in the pool.
+
+        Raises:
+            ScoringBusyError: the reference path is needed and its pool is full.
+        """
+        prepared = self._prepare_one(record)
+        if isinstance(prepared, pd.DataFrame):
+            self.availability.check()
+            return (await self.pool.run(self.score_frame, prepared))[0]
+        return self._score_online(*prepared)
+
+    def _prepare_one(
+        self, record: Mapping[str, Any]
+    ) -> pd.DataFrame | tuple[LoadedModel, FastScorer, CardHistoryReader, dict[str, Any]]:
+        """The canonical frame for the reference path, or what the online path needs."""
         try:
             model = self.holder.get()
         except Exception:
-            canonicalise([record], token_key=self._token_key)  # bad input first
+            self.canonicalise([record])  # bad input first
             raise
         parts = self._online_parts(model)
-        row = canonical_one(record, token_key=self._token_key) if parts is not None else None
+        row = canonical_one(record, token_key=self._token_key, window=self._window) if parts is not None else None
         if parts is None or row is None:
-            return self.score_frame(canonicalise([record], token_key=self._token_key))[0]
-        scorer, reader = parts
-        history = reader.read(row)
-        features = features_one(row, history, self._label_index(), label_delay_days=model.card.label_delay_days)
+            return self.canonicalise([record])
+        return (model, parts[0], parts[1], row)
+
+    def _score_online(
+        self, model: LoadedModel, scorer: FastScorer, reader: CardHistoryReader, row: dict[str, Any]
+    ) -> OnlineScore:
+        history = self._guarded(lambda: reader.read(row))
+        labels = self._guarded(self._label_index)
+        features = features_one(row, history, labels, label_delay_days=model.card.label_delay_days)
         p, decision, level, reasons = scorer.score(features, reasons=self.reasons)
         return OnlineScore(row["trans_num"], p, decision, scorer.threshold, level, model.version, reasons)
+
+    def canonicalise(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """:func:`canonicalise` with this scorer's key and event-time window (around now).
+
+        Raises:
+            InvalidRecordsError: some record breaks a row rule.
+        """
+        return canonicalise(records, token_key=self._token_key, window=self._window)
 
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[OnlineScore]:
         """Score a batch on the reference path (every record is checked first).
@@ -212,8 +387,23 @@ class OnlineScorer:
         Raises:
             InvalidRecordsError: any record breaks a row rule (the whole batch is refused).
             fraud_core.ml.champion.ModelUnavailableError: no champion can be loaded.
+            WarehouseUnavailableError: the warehouse is down, frozen or locked.
         """
-        return self.score_frame(canonicalise(records, token_key=self._token_key))
+        return self.score_frame(self.canonicalise(records))
+
+    async def score_records_async(self, records: Sequence[Mapping[str, Any]]) -> list[OnlineScore]:
+        """:meth:`score_records` in the pool: the event loop stays free meanwhile.
+
+        Raises:
+            ScoringBusyError: the pool and its queue are full.
+        """
+        try:
+            self.holder.get()  # no champion: 503 before queueing
+        except Exception:
+            self.canonicalise(records)  # bad input first, as score_record
+            raise
+        self.availability.check()
+        return await self.pool.run(self.score_records, records)
 
     def score_frame(self, frame: pd.DataFrame) -> list[OnlineScore]:
         """Score canonical transactions (as :func:`canonicalise` returns them) on the reference path."""
@@ -221,9 +411,12 @@ class OnlineScorer:
         predictor = model.predictor
         delay = model.card.label_delay_days
         window = history_window(frame, label_delay_days=delay)
-        with session_scope(self.engine) as session:
-            history = fetch_card_history(window, session=session)
-            labels = fetch_label_stats(window, session=session)
+
+        def read() -> tuple[pd.DataFrame, pd.DataFrame]:
+            with session_scope(self.engine) as session:
+                return fetch_card_history(window, session=session), fetch_label_stats(window, session=session)
+
+        history, labels = self._guarded(read)
         scored = predictor.score(frame, history=history, label_events=labels, reasons=self.reasons)
         return [
             OnlineScore(
@@ -255,7 +448,13 @@ class OnlineScorer:
         if scorer is None:
             return None
         if self._reader is None:
-            self._reader = CardHistoryReader(self.engine)
+            deadline = self._read_timeout_ms / 1000.0 + 0.2
+            self._reader = CardHistoryReader(
+                self.engine,
+                timeout_ms=self._read_timeout_ms,
+                deadline=lambda: statement_deadline(deadline),
+                final_errors=(DeadlineExceeded,),
+            )
         return scorer, self._reader
 
     def refresh_labels(self) -> None:

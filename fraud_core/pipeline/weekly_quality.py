@@ -158,6 +158,9 @@ def data_quality_checks(
         data_checks.check_rejected_rate(
             accepted, rejected.total, warn=q.max_rejected_rate_warn, fail=q.max_rejected_rate_fail
         ),
+        data_checks.check_amended(
+            accepted + rejected.total, rejected.amended, warn=q.max_amended_rate_warn, fail=q.max_amended_rate_fail
+        ),
         data_checks.check_volume(len(frame), n_previous, warn=q.volume_change_warn, fail=q.volume_change_fail),
         data_checks.check_freshness(
             frame["event_time"] if "event_time" in frame.columns else [],

@@ -161,6 +161,19 @@ def check_rejected_rate(n_accepted: int, n_rejected: int, *, warn: float, fail: 
     return CheckResult("rejected_rate", grade_upper(value, warn=warn, fail=fail), value, fail, detail, GROUP, warn)
 
 
+def check_amended(n_received: int, n_amended: int, *, warn: float, fail: float) -> CheckResult:
+    """The share of received rows that re-delivered a known ``trans_num`` with other content.
+
+    The stored version is kept, so an amendment is never applied; a source that amends is sending
+    corrections the pipeline ignores, which somebody has to look at.
+    """
+    value = n_amended / n_received if n_received else 0.0
+    detail = f"{n_amended} of {n_received} received rows re-delivered a known trans_num with other content (kept the stored one)"
+    return CheckResult(
+        "amended_redeliveries", grade_upper(value, warn=warn, fail=fail), value, fail, detail, GROUP, warn
+    )
+
+
 def check_volume(n_current: int, n_previous: int, *, warn: float, fail: float) -> CheckResult:
     """Relative change of the number of transactions against the previous window of equal length.
 

@@ -85,7 +85,7 @@ def test_bad_rows_are_named_and_good_neighbours_kept(kaggle_rows: pd.DataFrame) 
     assert got[2][0] == "category" and "unknown value" in got[2][1]
     assert got[3] == ("trans_date_trans_time", "not a date-time")
     assert got[4][0] == "lat" and "out of range" in got[4][1]
-    assert got[5] == ("cc_num", "must be 8 to 19 digits")
+    assert got[5] == ("cc_num", "must be 8 to 19 ASCII digits (spaces and dashes allowed between them)")
     assert got[6] == ("merchant", "missing")
     assert got[7] == ("amt", "not a number")
     assert batch.rejected[0].message().startswith("row 1: amt:")

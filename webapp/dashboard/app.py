@@ -58,7 +58,9 @@ def make_dashboard_page(data: DashboardData, *, live_refresh_seconds: float = 3.
 
         tabs.param.watch(on_tab, "active")
         pn.state.onload(first_load)
-        pn.state.add_periodic_callback(cast(Any, tick), period=int(live_refresh_seconds * 1000))
+        ticker = pn.state.add_periodic_callback(cast(Any, tick), period=int(live_refresh_seconds * 1000))
+        # a session whose browser went away stops its refreshes at once, not at the next clean-up
+        pn.state.on_session_destroyed(lambda _context: ticker.stop())
         template = pn.template.BootstrapTemplate(
             title="Fraud detector",
             main=[tabs],

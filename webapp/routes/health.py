@@ -9,8 +9,7 @@ from litestar import Controller, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from fraud_core.db import ping
-from webapp.dependencies import Scorer, Warehouse
+from webapp.dependencies import AppSettings, Scorer
 
 
 class ComponentHealth(msgspec.Struct):
@@ -43,11 +42,15 @@ class HealthController(Controller):
         "/",
         summary="Liveness and readiness",
         responses={503: ResponseSpec(data_container=HealthStatus, description="Not ready: see which part failed")},
-        sync_to_thread=True,  # the database ping blocks; health checks are rare
+        sync_to_thread=True,  # the database probe blocks (bounded: 503 within a second)
     )
-    def health(self, engine: Warehouse, scorer: Scorer) -> Response[HealthStatus]:
-        """200 when the service can score (database reachable, model loaded), 503 otherwise."""
-        db_ok, db_detail = ping(engine)
+    def health(self, scorer: Scorer, settings: AppSettings) -> Response[HealthStatus]:
+        """200 when the service can score (database reachable, model loaded), 503 with ``Retry-After`` otherwise.
+
+        While the warehouse is known to be down the answer is immediate; otherwise one probe with a
+        deadline below a second checks the tables ``/predict`` reads (a lock on them counts as down).
+        """
+        db_ok, db_detail = scorer.warehouse_status()
         model_ok, model_detail, version = scorer.status()
         ready = db_ok and model_ok
         body = HealthStatus(
@@ -58,7 +61,10 @@ class HealthController(Controller):
             model=ComponentHealth(ok=model_ok, detail=model_detail),
             model_version=version,
         )
-        return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
+        if ready:
+            return Response(body, status_code=HTTP_200_OK)
+        retry = str(settings.serve.retry_after_seconds)
+        return Response(body, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": retry})
 
     @get("/live", summary="Liveness only")
     async def live(self) -> dict[str, bool]:

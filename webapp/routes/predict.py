@@ -1,9 +1,11 @@
 """``POST /predict`` and ``POST /predict/batch``: score transactions in the Kaggle schema.
 
 The handlers map the request to :class:`fraud_core.pipeline.online_scoring.OnlineScorer` and its
-answer back; nothing about features or models lives here. They are ``async`` and score in the
-calling thread: one transaction takes well under a millisecond of CPU, so a thread hand-off would
-cost more than it saves; the app runs one process per core for parallelism.
+answer back; nothing about features or models lives here. They are ``async``: one transaction on
+the online path takes well under a millisecond of CPU and is scored in the calling thread (a
+thread hand-off would cost more than it saves; the app runs one process per core for
+parallelism), while batches and unusual records go to the scorer's bounded thread pool so that
+they never hold the event loop (503 with ``Retry-After`` when its queue is full).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ _ERRORS = {
     401: ResponseSpec(data_container=ErrorOut, description="Missing or invalid X-API-Key (when keys are configured)"),
     413: ResponseSpec(data_container=ErrorOut, description="Request body too large"),
     422: ResponseSpec(data_container=ErrorOut, description="Invalid transaction: which field (and row), and why"),
-    503: ResponseSpec(data_container=ErrorOut, description="No model loaded or the warehouse is unreachable"),
+    400: ResponseSpec(data_container=ErrorOut, description="The body is not JSON, not UTF-8, or nested too deep"),
+    503: ResponseSpec(
+        data_container=ErrorOut,
+        description="No model loaded, the warehouse is down, frozen or locked, or scoring is busy; see Retry-After",
+    ),
 }
 
 
@@ -67,14 +73,14 @@ class PredictController(Controller):
     async def predict(self, data: JSONBody[TransactionIn], scorer: Scorer) -> PredictionOut:
         """Score one transaction against its card's recent history in the warehouse."""
         started = time.perf_counter()
-        score = scorer.score_record(msgspec.structs.asdict(data))
+        score = await scorer.score_record_async(msgspec.structs.asdict(data))
         return prediction_out(score, latency_ms=(time.perf_counter() - started) * 1000.0)
 
     @post("/batch", status_code=HTTP_200_OK, summary="Score up to 1,000 transactions", responses=_ERRORS)
     async def predict_batch(self, data: JSONBody[BatchIn], scorer: Scorer) -> BatchOut:
         """Score a batch; any invalid row rejects the whole batch (422 lists every bad row)."""
         started = time.perf_counter()
-        scores = scorer.score_records([msgspec.structs.asdict(t) for t in data.transactions])
+        scores = await scorer.score_records_async([msgspec.structs.asdict(t) for t in data.transactions])
         elapsed = (time.perf_counter() - started) * 1000.0
         predictions = [prediction_out(s, latency_ms=elapsed) for s in scores]
         return BatchOut(

@@ -31,7 +31,15 @@ from fraud_core.db.repository.model_versions import (
     set_hub_revision,
     set_model_alias,
 )
-from fraud_core.db.repository.pipeline_runs import finish_pipeline_run, pipeline_runs_between, start_pipeline_run
+from fraud_core.db.repository.pipeline_runs import (
+    close_stale_runs,
+    finish_pipeline_run,
+    heartbeat_pipeline_run,
+    mark_run_committed,
+    pipeline_runs_between,
+    run_committed,
+    start_pipeline_run,
+)
 from fraud_core.db.repository.predictions import (
     DailyKpis,
     champion_scores_between,
@@ -68,7 +76,11 @@ __all__ = [
     "count_transactions_between",
     "create_alert",
     "daily_kpis",
+    "close_stale_runs",
     "finish_pipeline_run",
+    "heartbeat_pipeline_run",
+    "mark_run_committed",
+    "run_committed",
     "fraud_rate_by",
     "get_cursor",
     "get_model_version",

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from fraud_core.data.redelivery import AMENDED_REASON
 from fraud_core.db.models import (
     RejectedRecord,
     table_of,
@@ -89,17 +90,25 @@ def insert_rejected(
 
 @dataclass(frozen=True)
 class RejectedCounts:
-    """Rejected records of a window: all of them, and those rejected as duplicate ``trans_num``."""
+    """Rejected records of a window: all of them, those rejected as duplicate ``trans_num``, and
+    amended re-deliveries (a known ``trans_num`` with other content)."""
 
     total: int
     duplicates: int
+    amended: int = 0
 
 
 def rejected_counts_between(start: datetime, end: datetime, *, session: Session) -> RejectedCounts:
     """How many rows failed validation with ``start <= received_at < end``."""
     is_dup = sa.case((sa.func.lower(_rejected.c.reason).like("%duplicate%"), 1), else_=0)
+    is_amended = sa.case((_rejected.c.reason.like(f"{AMENDED_REASON}%"), 1), else_=0)
     statement = between(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(is_dup), 0)), _rejected.c.received_at, start, end
+        sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(is_dup), 0), sa.func.coalesce(sa.func.sum(is_amended), 0)
+        ),
+        _rejected.c.received_at,
+        start,
+        end,
     )
-    total, dups = session.execute(statement).one()
-    return RejectedCounts(total=int(total), duplicates=int(dups))
+    total, dups, amended = session.execute(statement).one()
+    return RejectedCounts(total=int(total), duplicates=int(dups), amended=int(amended))
