@@ -10,7 +10,9 @@ field can state (ASCII digits, bounds, non-blank text); the rules between fields
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+import operator
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -30,6 +32,30 @@ Text = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*[^\s
 CARD_TEXT = r"^(?:[0-9][ -]?){7,18}[0-9]$"
 
 
+def either(*arms: Any, description: str) -> Any:
+    """A union of constrained types whose published schema keeps each arm's constraints.
+
+    Litestar's OpenAPI drops the ``Meta`` of a union's arms (``oneOf: [{type: integer}, ...]``), so a
+    generated client or fuzzer would send values the decoder refuses. msgspec's own JSON schema of
+    the union (the rules it enforces) is published in its place.
+    """
+    union = functools.reduce(operator.or_, arms)
+    arms_schema = msgspec.json.schema(union)["anyOf"]
+    return Annotated[union, Meta(description=description, extra_json_schema={"extra": {"one_of": arms_schema}})]
+
+
+CardNumber = either(
+    Annotated[int, Meta(ge=10_000_000, le=9_223_372_036_854_775_807)],
+    Annotated[str, Meta(pattern=CARD_TEXT)],
+    description="Card number: 8 to 19 ASCII digits, as a number or text (spaces or dashes between them are removed)",
+)
+ZipCode = either(
+    Annotated[int, Meta(ge=0, le=99999)],
+    Annotated[str, Meta(pattern=r"^[0-9]{1,5}$")],
+    description="ZIP code, up to 5 digits, as a number or text",
+)
+
+
 class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One transaction in the Kaggle schema.
 
@@ -39,23 +65,14 @@ class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     card number is only used to derive the card's token and last four digits.
     """
 
-    cc_num: (
-        Annotated[int, Meta(ge=10_000_000, le=9_223_372_036_854_775_807, description="Card number, 8 to 19 digits")]
-        | Annotated[
-            str,
-            Meta(
-                pattern=CARD_TEXT,
-                description="Card number: 8 to 19 ASCII digits; spaces or dashes between them are removed",
-            ),
-        ]
-    )
+    cc_num: CardNumber  # type: ignore[valid-type]
     merchant: Text
     category: Annotated[Category, Meta(description="One of the 14 merchant categories")]
     amt: Annotated[float, Meta(gt=0.0, le=MAX_AMOUNT, description="Amount in dollars, > 0")]
     gender: Literal["F", "M", "f", "m"]
     city: Text
     state: Annotated[str, Meta(min_length=1, max_length=8, pattern=r"^[A-Za-z]+$")]
-    zip: Annotated[int, Meta(ge=0, le=99999)] | Annotated[str, Meta(pattern=r"^[0-9]{1,5}$")]
+    zip: ZipCode  # type: ignore[valid-type]
     lat: Latitude
     long: Longitude
     city_pop: Annotated[int, Meta(ge=0, le=1_000_000_000)]

@@ -171,8 +171,11 @@ def test_scheduled_and_manual_runs_score_the_live_feed(
     assert gaps == {20.0}, gaps
     assert not runs("FAILED") and not runs("CRASHED")
     finished = [r for r in everything if r["start_time"] and r["end_time"]]
-    spans = sorted((datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"])) for r in finished)
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False)), spans
+    spans = sorted(
+        (datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"]), r["name"], r["state_type"])
+        for r in finished
+    )
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), "\n".join(map(str, spans))
     for cancelled in runs("CANCELLED"):
         assert "concurrency limit reached" in (cancelled["state"]["message"] or ""), cancelled["state"]
 
