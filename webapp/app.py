@@ -9,14 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from sqlalchemy.engine import Engine
@@ -32,45 +28,16 @@ from webapp.dashboard.app import make_dashboard_page
 from webapp.dashboard.mount import MountedDashboard
 from webapp.dependencies import DEPENDENCIES, ENGINE, SCORER, SETTINGS, provide_engine
 from webapp.errors import EXCEPTION_HANDLERS
+from webapp.openapi import DOCS_ASSETS_PATH, openapi_config, publish_decoder_schemas, swagger_assets_dir
 from webapp.routes.health import HealthController
 from webapp.routes.model import ModelController
 from webapp.routes.predict import PredictController
+from webapp.schemas import BatchIn, TransactionIn
 
 log = logging.getLogger(__name__)
 
 #: Largest request body accepted (a full batch of 1,000 transactions is about 600 kB).
 MAX_BODY_BYTES = 2 * 1024 * 1024
-DOCS_ASSETS_PATH = "/docs-assets"
-
-
-def _swagger_assets_dir() -> Path | None:
-    return Path(swagger_ui_bundle.swagger_ui_path)
-
-
-def _openapi_config(version: str) -> OpenAPIConfig:
-    assets = _swagger_assets_dir()
-    swagger = (
-        SwaggerRenderPlugin(
-            js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
-            css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
-            standalone_preset_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-standalone-preset.js",
-            path="/swagger",
-            favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS_PATH}/favicon-32x32.png'>",
-        )
-        if assets is not None
-        else SwaggerRenderPlugin(path="/swagger")
-    )
-    return OpenAPIConfig(
-        title="Fraud detector",
-        version=version,
-        description=(
-            "Real-time credit-card fraud scoring. `POST /predict` scores one transaction in the Kaggle "
-            "schema against the card's history in the warehouse; `POST /predict/batch` up to 1,000. "
-            "The dashboard is at `/dashboard/`."
-        ),
-        path="/docs",
-        render_plugins=[swagger],
-    )
 
 
 class _Default:
@@ -145,7 +112,7 @@ def create_app(
     """
     settings = settings or get_settings()
     route_handlers: list[Any] = [_root, HealthController, ModelController, PredictController]
-    assets = _swagger_assets_dir()
+    assets = swagger_assets_dir()
     if assets is not None:
         route_handlers.append(
             create_static_files_router(path=DOCS_ASSETS_PATH, directories=[assets], include_in_schema=False)
@@ -193,18 +160,20 @@ def create_app(
                 if reads is not None and reads is not opened:
                     reads.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=guard_json_body,
         lifespan=[lifespan],
-        openapi_config=_openapi_config(__version__),
+        openapi_config=openapi_config(__version__),
         request_max_body_size=MAX_BODY_BYTES,
         state=state,
         debug=debug,
         logging_config=None,
     )
+    publish_decoder_schemas(app, TransactionIn, BatchIn)
+    return app
 
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]

@@ -12,10 +12,19 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import SecurityScheme
 
 from webapp.dependencies import provide_settings
 
 API_KEY_HEADER = "X-API-Key"
+#: The scheme's name in the OpenAPI document, and the scheme itself.
+API_KEY_SCHEME = "apiKey"
+API_KEY_SECURITY_SCHEME = SecurityScheme(
+    type="apiKey",
+    name=API_KEY_HEADER,
+    security_scheme_in="header",
+    description="A scoring key, when the server is configured with keys (API_KEYS); otherwise scoring is open.",
+)
 
 
 def key_is_valid(given: str | None, keys: list[str]) -> bool:

@@ -236,6 +236,20 @@ def test_openapi_schema_and_docs_are_served_locally(client: TestClient[Any]) -> 
     assert {"/predict", "/predict/batch", "/health", "/model"} <= set(schema["paths"])
     predict = schema["paths"]["/predict"]["post"]
     assert {"200", "401", "413", "422", "503"} <= set(predict["responses"])
+    assert predict["security"] == [{"apiKey": []}]
+    assert schema["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey",
+        "name": "X-API-Key",
+        "in": "header",
+        "description": schema["components"]["securitySchemes"]["apiKey"]["description"],
+    }
+    # the decoder's own rules: a union keeps each arm's bounds and an optional field its zero minimum
+    # (Litestar alone publishes bare "integer" and "string" arms and drops a minimum of 0)
+    fields = schema["components"]["schemas"]["TransactionIn"]["properties"]
+    card_as_number = fields["cc_num"]["anyOf"][0]
+    assert (card_as_number["minimum"], card_as_number["maximum"]) == (10_000_000, 2**63 - 1)
+    assert fields["zip"]["anyOf"][1]["pattern"] == "^[0-9]{1,5}$"
+    assert fields["is_fraud"]["anyOf"][0] == {"type": "integer", "minimum": 0, "maximum": 1}
     page = client.get("/docs/swagger")
     assert page.status_code == 200
     assert "https://" not in page.text  # the Swagger UI assets come from this app

@@ -11,29 +11,70 @@ they never hold the event loop (503 with ``Retry-After`` when its queue is full)
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, post
+from litestar.enums import RequestEncodingType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody
+from litestar.openapi.spec import Example
+from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK
 
 from fraud_core.features import describe
 from fraud_core.pipeline.online_scoring import OnlineScore
 from webapp.dependencies import Scorer
-from webapp.schemas import BatchIn, BatchOut, ErrorOut, PredictionOut, Reason, TransactionIn
-from webapp.security import api_key_guard
+from webapp.schemas import TRANSACTION_EXAMPLE, BatchIn, BatchOut, ErrorOut, PredictionOut, Reason, TransactionIn
+from webapp.security import API_KEY_SCHEME, api_key_guard
+
+
+def _error(status: int, description: str, detail: str, errors: list[dict[str, object]] | None = None) -> ResponseSpec:
+    example = {"status_code": status, "detail": detail, "errors": errors or []}
+    return ResponseSpec(
+        data_container=ErrorOut,
+        description=description,
+        generate_examples=False,
+        examples=[Example(summary=description, value=example)],
+    )
+
 
 _ERRORS = {
-    401: ResponseSpec(data_container=ErrorOut, description="Missing or invalid X-API-Key (when keys are configured)"),
-    413: ResponseSpec(data_container=ErrorOut, description="Request body too large"),
-    422: ResponseSpec(data_container=ErrorOut, description="Invalid transaction: which field (and row), and why"),
-    400: ResponseSpec(data_container=ErrorOut, description="The body is not JSON, not UTF-8, or nested too deep"),
-    503: ResponseSpec(
-        data_container=ErrorOut,
-        description="No model loaded, the warehouse is down, frozen or locked, or scoring is busy; see Retry-After",
+    400: _error(400, "The body is not JSON, not UTF-8, or nested too deep", "the body is not valid JSON"),
+    401: _error(401, "Missing or invalid X-API-Key (when keys are configured)", "missing or invalid X-API-Key header"),
+    413: _error(413, "Request body too large", "request body larger than 2097152 bytes"),
+    422: _error(
+        422,
+        "Invalid transaction: which field (and row), and why",
+        "invalid transaction",
+        [{"field": "amt", "reason": "Expected `float` > 0.0"}, {"field": "category", "reason": "missing"}],
+    ),
+    503: _error(
+        503,
+        "No model loaded, the warehouse is down, frozen or locked, or scoring is busy; see Retry-After",
+        "the warehouse is unavailable, retry later",
     ),
 }
+#: ``/predict`` and ``/predict/batch`` take a scoring key when keys are configured.
+_SECURITY: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}]
+_ONE = Body(
+    media_type=RequestEncodingType.JSON,
+    examples=[Example(summary="A transaction in the Kaggle schema", value=TRANSACTION_EXAMPLE)],
+)
+_BATCH = Body(
+    media_type=RequestEncodingType.JSON,
+    examples=[
+        Example(
+            summary="Two transactions",
+            value={
+                "transactions": [
+                    TRANSACTION_EXAMPLE,
+                    TRANSACTION_EXAMPLE
+                    | {"trans_num": "57946379b0583b4dfa61a4e5abd26dff", "amt": 1077.69, "category": "shopping_net"},
+                ]
+            },
+        )
+    ],
+)
 
 
 def _reason(item: dict[str, object]) -> Reason:
@@ -69,15 +110,21 @@ class PredictController(Controller):
     tags = ["scoring"]
     guards = [api_key_guard]
 
-    @post("/", status_code=HTTP_200_OK, summary="Score one transaction", responses=_ERRORS)
-    async def predict(self, data: JSONBody[TransactionIn], scorer: Scorer) -> PredictionOut:
+    @post("/", status_code=HTTP_200_OK, summary="Score one transaction", responses=_ERRORS, security=_SECURITY)
+    async def predict(self, data: Annotated[TransactionIn, _ONE], scorer: Scorer) -> PredictionOut:
         """Score one transaction against its card's recent history in the warehouse."""
         started = time.perf_counter()
         score = await scorer.score_record_async(msgspec.structs.asdict(data))
         return prediction_out(score, latency_ms=(time.perf_counter() - started) * 1000.0)
 
-    @post("/batch", status_code=HTTP_200_OK, summary="Score up to 1,000 transactions", responses=_ERRORS)
-    async def predict_batch(self, data: JSONBody[BatchIn], scorer: Scorer) -> BatchOut:
+    @post(
+        "/batch",
+        status_code=HTTP_200_OK,
+        summary="Score up to 1,000 transactions",
+        responses=_ERRORS,
+        security=_SECURITY,
+    )
+    async def predict_batch(self, data: Annotated[BatchIn, _BATCH], scorer: Scorer) -> BatchOut:
         """Score a batch; any invalid row rejects the whole batch (422 lists every bad row)."""
         started = time.perf_counter()
         scores = await scorer.score_records_async([msgspec.structs.asdict(t) for t in data.transactions])
