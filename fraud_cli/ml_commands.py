@@ -89,7 +89,10 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="artifact directory written by `train`")],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="artifact directory written by `train`, or `champion` (the serving model)"),
+    ],
     test: Annotated[Path, typer.Option("--test", help="labelled CSV or Parquet file of a later period")],
     history: Annotated[
         Path | None, typer.Option("--history", help="the file before the test period (features' card history)")
@@ -101,10 +104,20 @@ def evaluate(
     Features of the test rows use the history file plus the earlier test rows, as they would live. Progress goes to stderr; with --json, stdout holds one JSON object.
     """
     # imported when the command runs: `fraud-detector --help` stays fast
+    from fraud_core.ml.champion import ChampionHolder, ModelUnavailableError
     from fraud_core.ml.evaluate import evaluate_files
 
+    if model == "champion":
+        try:
+            champion = ChampionHolder().get()
+        except ModelUnavailableError as exc:
+            raise UserError(str(exc)) from exc
+        _progress(f"champion: version {champion.version} ({champion.ref.origin})")
+        model_dir = champion.directory
+    else:
+        model_dir = Path(model)
     try:
-        metrics = evaluate_files(model, test, history, progress=_progress)
+        metrics = evaluate_files(model_dir, test, history, progress=_progress)
     except _user_errors() as exc:
         raise UserError(str(exc)) from exc
     if as_json:

@@ -8,12 +8,14 @@ server. ``models`` reads the MLflow registry; ``promote`` goes through
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from fraud_cli.errors import UserError
+from fraud_cli.flow_context import quiet_prefect, require_migrated_warehouse, use_running_prefect_server
 
 
 def _state_result(state: Any) -> Any:
@@ -33,12 +35,20 @@ def quality(
     ] = None,
     start: Annotated[datetime | None, typer.Option("--start", help="window start, UTC")] = None,
 ) -> None:
-    """Run the weekly quality checks now; exit 1 when a check fails (the alert goes out as usual)."""
-    # imported when the command runs: `fraud-detector --help` stays fast
+    """Run the weekly quality checks now; exit 1 when a check fails (the alert goes out as usual).
+
+    Uses the Prefect server of ``PREFECT_API_URL`` or of a running ``fraud-detector up`` (the run
+    shows in its UI); prints the report only.
+    """
+    from fraud_core.settings import get_settings
+
+    quiet_prefect()
+    require_migrated_warehouse(get_settings().database.url)
+    use_running_prefect_server()
+    # imported when the command runs (and after the settings above): `fraud-detector --help` stays fast
     from flows.weekly_quality import weekly_quality
     from fraud_core.db import make_engine
     from fraud_core.pipeline.weekly_quality import latest_report
-    from fraud_core.settings import get_settings
 
     state = weekly_quality(window_days=days, window_end=end, window_start=start, return_state=True)
     engine = make_engine(get_settings().database.url)
@@ -63,7 +73,12 @@ def retrain(
     ] = None,
 ) -> None:
     """Train a challenger on true labels and promote it if it passes the gate."""
-    # imported when the command runs: `fraud-detector --help` stays fast
+    from fraud_core.settings import get_settings
+
+    quiet_prefect()
+    require_migrated_warehouse(get_settings().database.url)
+    use_running_prefect_server()
+    # imported when the command runs (and after the settings above): `fraud-detector --help` stays fast
     from flows.retrain import retrain as retrain_flow
 
     result = _state_result(retrain_flow(as_of=as_of, eval_days=eval_days, train_days=train_days, return_state=True))
@@ -82,6 +97,12 @@ def models() -> None:
     from fraud_core.settings import get_settings
 
     settings = get_settings()
+    store = _missing_sqlite_store(settings.mlflow.tracking_uri)
+    if store is not None:
+        raise UserError(
+            f"no MLflow store at {store} (looked there from MLFLOW_TRACKING_URI / FRAUD_VAR_DIR): "
+            "run `make up` or `fraud-detector train` first, or point MLFLOW_TRACKING_URI at your store"
+        )
     client = registry.mlflow_client(settings.mlflow)
     name = settings.mlflow.registered_model_name
     held = registry.aliases(name, client=client)
@@ -89,6 +110,15 @@ def models() -> None:
         typer.echo(f"{name}: no version holds an alias")
     for alias, version in sorted(held.items()):
         typer.echo(f"{name}@{alias}: version {version}")
+
+
+def _missing_sqlite_store(uri: str) -> str | None:
+    """The path of a SQLite tracking store that does not exist (MLflow would create it silently)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix) :]
+    return None if path == ":memory:" or os.path.exists(path) else path
 
 
 def promote(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fraud_cli.errors import UserError
 from fraud_cli.up.options import REPO_ROOT, WORK_POOL
+from fraud_core.settings import default_var_dir
 
 
 def worker(
@@ -31,7 +31,7 @@ def worker(
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url:
         raise UserError("PREFECT_API_URL is not set: point it at the Prefect server (http://HOST:4200/api) or Cloud")
-    sup = Supervisor(Path(os.environ.get("FRAUD_VAR_DIR", "var")).resolve() / "logs", cwd=REPO_ROOT, echo=typer.echo)
+    sup = Supervisor(default_var_dir() / "logs", cwd=REPO_ROOT, echo=typer.echo)
     sup.wait_until("the Prefect API", lambda: http_ok(f"{api_url}/health"), timeout=timeout)
     ensure_work_pool(api_url, pool)
     if deploy_first:

@@ -21,13 +21,31 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "changethis", "secret", "dev-only-insecure-key"})
 DEV_CARD_TOKEN_KEY = "dev-only-insecure-key"
 
+
 _ENV_FILE = ".env"
 
 
-def _var_dir() -> Path:
-    """Where embedded state lives (SQLite files, MLflow store, logs, models)."""
+def project_root() -> Path | None:
+    """The checkout whose local state a command uses, from whatever directory it runs in.
 
-    return Path(os.environ.get("FRAUD_VAR_DIR", "var")).resolve()
+    The nearest folder at or above the working directory that holds the project (``prefect.yaml``
+    beside ``fraud_core/``); else the checkout this package runs from (an editable install);
+    ``None`` for an installed wheel outside any checkout (then the working directory is used).
+    """
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "prefect.yaml").is_file() and (folder / "fraud_core").is_dir():
+            return folder
+    source = Path(__file__).resolve().parents[1]
+    return source if (source / "prefect.yaml").is_file() else None
+
+
+def default_var_dir() -> Path:
+    """Where embedded state lives (databases, MLflow store, logs, models): ``FRAUD_VAR_DIR``, else
+    ``var/`` of :func:`project_root` (``./var`` outside any checkout)."""
+    if configured := os.environ.get("FRAUD_VAR_DIR"):
+        return Path(configured).resolve()
+    return (project_root() or Path.cwd()).resolve() / "var"
 
 
 def _group(prefix: str) -> SettingsConfigDict:
@@ -45,7 +63,7 @@ class DatabaseSettings(BaseSettings):
 
     model_config = _group("DATABASE_")
 
-    url: str = Field(default_factory=lambda: f"sqlite:///{_var_dir() / 'fraud.db'}")
+    url: str = Field(default_factory=lambda: f"sqlite:///{default_var_dir() / 'fraud.db'}")
     pool_size: int = 10
     echo: bool = False
     # Bounds per role: ``api`` (the web app's scoring and health), ``dashboard`` (the analysts'
@@ -94,7 +112,7 @@ class MLflowSettings(BaseSettings):
 
     model_config = _group("MLFLOW_")
 
-    tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{_var_dir() / 'mlflow.db'}")
+    tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{default_var_dir() / 'mlflow.db'}")
     registry_uri: str | None = None
     experiment_name: str = "fraud-detector"
     registered_model_name: str = "fraud-detector"
@@ -194,7 +212,7 @@ class ModelSettings(BaseSettings):
     path: Path | None = None
     reload_check_seconds: float = 10.0
     #: Where ``fraud-detector train`` writes artifacts by default.
-    artifacts_dir: Path = Field(default_factory=lambda: _var_dir() / "models")
+    artifacts_dir: Path = Field(default_factory=lambda: default_var_dir() / "models")
 
 
 class QualitySettings(BaseSettings):
@@ -313,7 +331,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAUD_", env_file=_ENV_FILE, extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
-    var_dir: Path = Field(default_factory=_var_dir)
+    var_dir: Path = Field(default_factory=default_var_dir)
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)

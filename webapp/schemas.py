@@ -24,8 +24,11 @@ MAX_BATCH_ROWS = 1000
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 Latitude = Annotated[float, Meta(ge=-90.0, le=90.0, description="Degrees, -90 to 90")]
 Longitude = Annotated[float, Meta(ge=-180.0, le=180.0, description="Degrees, -180 to 180")]
+#: Python's whitespace, spelled out: ``\s`` differs between regex dialects (JavaScript's and
+#: generated clients' leave out U+001C..U+001F, which ``str.strip`` removes).
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 #: Text with at least one character that is not a space (the server strips spaces), no NUL.
-Text = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+Text = Annotated[str, Meta(min_length=1, max_length=256, pattern=rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$")]
 #: A card number as text: 8 to 19 ASCII digits, single spaces or dashes allowed between them.
 CARD_TEXT = r"^(?:[0-9][ -]?){7,18}[0-9]$"
 
@@ -120,7 +123,7 @@ TRANSACTION_EXAMPLE: dict[str, object] = {
 
 
 class BatchIn(msgspec.Struct, kw_only=True):
-    """Up to :data:`MAX_BATCH_ROWS` transactions."""
+    """Up to :data:`MAX_BATCH_ROWS` transactions, each ``trans_num`` given at most once in the batch."""
 
     transactions: Annotated[list[TransactionIn], Meta(min_length=1, max_length=MAX_BATCH_ROWS)]
 

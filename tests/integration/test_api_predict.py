@@ -265,7 +265,7 @@ def test_fuzzing_from_the_openapi_schema_never_gets_a_server_error(
     sent: list[tuple[str, str, int]] = []
     server_errors: list[str] = []
     refused_valid: list[str] = []
-    #: Rules between fields or with the clock, which the schema states in its descriptions only.
+    #: Rules between fields, between rows or with the clock, which the schema states in its descriptions only.
     stated_in_words = (
         "in the past",
         "in the future",
@@ -273,6 +273,7 @@ def test_fuzzing_from_the_openapi_schema_never_gets_a_server_error(
         "not a date",
         "after the transaction",
         "missing (give",
+        "duplicate trans_num",
     )
     with httpx.Client(base_url=live_server, timeout=30) as http:
         for result in schema.get_all_operations():

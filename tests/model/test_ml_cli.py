@@ -59,6 +59,19 @@ def test_train_then_evaluate_json(
     assert metrics["threshold"] == json.loads((out / "metadata.json").read_text())["threshold"]
     assert 0.0 <= metrics["pr_auc"] <= 1.0
 
+    # the serving model by name: here the champion is the directory MODEL_PATH names
+    from fraud_core.settings import reset_settings
+
+    monkeypatch.setenv("MODEL_PATH", str(out))
+    reset_settings()
+    try:
+        assert _run(["evaluate", "--model", "champion", "--history", str(train), "--test", str(test), "--json"]) == 0
+    finally:
+        reset_settings()
+    captured = capsys.readouterr()
+    assert "champion: version local" in captured.err
+    assert json.loads(captured.out)["pr_auc"] == metrics["pr_auc"]
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
