@@ -208,6 +208,12 @@ class ModelSettings(BaseSettings):
     validation_weeks: int = 4
     threshold_strategy: Literal["f1", "alert_budget"] = "f1"
     alerts_per_day: float | None = None
+    min_validation_frauds: int = Field(
+        50,
+        ge=0,
+        description="below this many frauds in the validation weeks, a model's figures carry a bootstrap "
+        "interval and are shown as uncertain",
+    )
     #: Serve this artifact directory instead of the registry's champion (demo, tests).
     path: Path | None = None
     reload_check_seconds: float = 10.0

@@ -184,4 +184,9 @@ class ModelOut(msgspec.Struct, kw_only=True):
     train_start: str | None
     train_end: str | None
     metrics: dict[str, float | int | str | None]
+    #: True when the validation weeks held too few frauds for the figures to be trusted as they stand.
+    metrics_uncertain: bool = False
+    #: 95 % bootstrap intervals of the figures, given when they are uncertain.
+    metric_intervals: dict[str, list[float]] | None = None
+    note: str | None = None
     loaded_at: str

@@ -222,6 +222,13 @@ def ensure_champion(sup: Supervisor, settings: Settings, report: Report) -> None
     if champion is None:
         raise UserError(f"training finished but {name} has no champion (log: {sup.log_dir / 'train.log'})")
     report.step("model", f"champion {name} v{champion} trained on the history", time.monotonic() - began)
+    # imported here: the ML package loads scikit-learn (a second), which only this step needs
+    from fraud_core.ml.artifact import METADATA_FILE, read_card
+    from fraud_core.ml.card import uncertainty_note
+
+    note = uncertainty_note(read_card(out)) if (out / METADATA_FILE).is_file() else None
+    if note:
+        report.step("model", note)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,6 +90,10 @@ class ModelCard(BaseModel):
     n_cards: int
     data_hash: str
     validation_metrics: dict[str, Any]
+    #: Set when the validation weeks held fewer frauds than ``MODEL_MIN_VALIDATION_FRAUDS``: the
+    #: figures above are then uncertain, and these are their 95 % bootstrap intervals.
+    metrics_uncertain: bool = False
+    validation_intervals: dict[str, list[float]] | None = None
 
     # references for reasons and drift
     reason_baseline: dict[str, Any]
@@ -178,3 +182,13 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def uncertainty_note(card: ModelCard) -> str | None:
+    """One line saying a card's figures are uncertain, with PR-AUC's interval; ``None`` when they are not."""
+    if not card.metrics_uncertain:
+        return None
+    n_fraud = card.validation_metrics.get("n_fraud", card.n_validation_fraud)
+    interval = (card.validation_intervals or {}).get("pr_auc")
+    span = f": PR-AUC between {interval[0]:.3f} and {interval[1]:.3f} (95 % bootstrap)" if interval else ""
+    return f"validated on only {n_fraud} frauds, the figures are uncertain{span}"

@@ -91,16 +91,23 @@ class TrackedModel:
     aliases: tuple[str, ...]
 
 
+#: MLflow 3's UI opens an experiment in its GenAI mode (traces, no "Models") unless told its kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def _experiment_id(client: MlflowClient, settings: Settings) -> str:
     name = settings.mlflow.experiment_name
     existing = client.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND_TAG) is None:  # made by an older version of this code
+            client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return str(existing.experiment_id)
     location = settings.mlflow.artifact_location
     if location is None and settings.mlflow.tracking_uri.startswith("sqlite:"):
         # A SQLite store has no artifact root of its own: keep artifacts beside it, not in the CWD.
         location = (settings.ensure_var_dir() / "mlartifacts").resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    return str(client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
 
 
 def _flat_params(card: ModelCard) -> dict[str, str]:
@@ -160,9 +167,17 @@ def log_training(
                 for key in _METRIC_KEYS
                 if isinstance(metrics.get(key), int | float)
             ]
-            + [Metric("threshold", float(artifact.threshold), 0, 0)],
+            + [Metric("threshold", float(artifact.threshold), 0, 0)]
+            + [
+                Metric(f"val_{key}_{end}", float(value), 0, 0)
+                for key, bounds in (card.validation_intervals or {}).items()
+                for end, value in zip(("low", "high"), bounds, strict=True)
+            ],
             params=[Param(k, v) for k, v in _flat_params(card).items()],
-            tags=[RunTag("created_at", card.created_at.isoformat())],
+            tags=[
+                RunTag("created_at", card.created_at.isoformat()),
+                RunTag("metrics_uncertain", str(card.metrics_uncertain).lower()),
+            ],
         )
         client.log_artifacts(run_id, str(artifact.path), artifact_path=ARTIFACT_PATH)
     except Exception:

@@ -42,7 +42,7 @@ from fraud_core.features import (
 from fraud_core.ml.artifact import ModelArtifact, save_artifact
 from fraud_core.ml.card import ModelCard, RiskBands, ScoreHistogram
 from fraud_core.ml.estimator import HGB_PARAMS, MODEL_KINDS, RF_PARAMS, ModelKind, make_pipeline
-from fraud_core.ml.metrics import compute_metrics
+from fraud_core.ml.metrics import bootstrap_intervals, compute_metrics
 from fraud_core.quality.drift import build_reference, numeric_reference
 from fraud_core.schema import LABEL_COLUMN
 from fraud_core.settings import get_settings
@@ -264,6 +264,16 @@ def train_model(
         f"validation ({metrics['n']:,} transactions, {metrics['n_fraud']:,} fraud): PR-AUC {metrics['pr_auc']:.4f}, "
         f"F1 {metrics['f1'] or 0:.4f} at threshold {threshold:.4f}"
     )
+    uncertain = metrics["n_fraud"] < settings.model.min_validation_frauds
+    intervals = (
+        bootstrap_intervals(y[val_rows], val_scores, threshold, random_state=random_state) if uncertain else None
+    )
+    if intervals:
+        low, high = intervals["pr_auc"]
+        say(
+            f"only {metrics['n_fraud']} validation frauds (< {settings.model.min_validation_frauds}): the figures "
+            f"are uncertain, PR-AUC 95 % interval {low:.3f} to {high:.3f}"
+        )
     medium = min(float(np.quantile(val_scores, 1.0 - MEDIUM_RISK_TOP_SHARE)), threshold)
 
     card = ModelCard(
@@ -292,6 +302,8 @@ def train_model(
         n_cards=int(frame["card_id"].nunique()),
         data_hash=data_hash(frame),
         validation_metrics=metrics,
+        metrics_uncertain=uncertain,
+        validation_intervals=intervals,
         reason_baseline=_reason_baseline(val_features),
         feature_reference=build_reference(val_features, list(FEATURE_COLUMNS)),
         score_reference=numeric_reference(val_scores),

@@ -185,6 +185,11 @@ def test_model_and_health_when_ready(client: TestClient[Any], model_dir: Path) -
     assert model["kind"] == "hgb"
     assert model["train_start"] and model["train_end"]
     assert model["metrics"]
+    assert model["metrics_uncertain"] is card.metrics_uncertain
+    if card.metrics_uncertain:  # the sample's validation weeks hold few frauds
+        low, high = model["metric_intervals"]["pr_auc"]
+        assert low <= model["metrics"]["pr_auc"] <= high
+        assert f"only {card.n_validation_fraud} frauds" in model["note"]
     health = client.get("/health")
     assert health.status_code == 200
     assert health.json()["ready"] is True

@@ -58,6 +58,11 @@ def test_train_then_evaluate_json(
     assert metrics["n"] == int((pd.to_datetime(pd.read_csv(test)["trans_date_trans_time"]) >= SPLIT).sum())
     assert metrics["threshold"] == json.loads((out / "metadata.json").read_text())["threshold"]
     assert 0.0 <= metrics["pr_auc"] <= 1.0
+    card = json.loads((out / "metadata.json").read_text())
+    assert card["metrics_uncertain"] is (card["n_validation_fraud"] < 50)
+    if card["metrics_uncertain"]:
+        low, high = card["validation_intervals"]["pr_auc"]
+        assert low <= card["validation_metrics"]["pr_auc"] <= high
 
     # the serving model by name: here the champion is the directory MODEL_PATH names
     from fraud_core.settings import reset_settings
@@ -123,6 +128,11 @@ def test_mlflow_logs_the_run_and_the_first_version_becomes_champion(
         assert run.data.metrics["val_pr_auc"] == pytest.approx(trained.validation_metrics["pr_auc"])
         assert run.data.params["model_kind"] == "hgb"
         assert run.data.tags["data_hash"] == trained.card.data_hash
+        # the UI opens the experiment as classic ML (runs and models), not in its GenAI mode
+        assert client.get_experiment(first.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+        if trained.card.metrics_uncertain:
+            low, high = run.data.metrics["val_pr_auc_low"], run.data.metrics["val_pr_auc_high"]
+            assert low <= run.data.metrics["val_pr_auc"] <= high
         files = {f.path for f in client.list_artifacts(first.run_id, "model")}
         assert files == {"model/metadata.json", "model/model.joblib"}
         assert (tmp_path / "var" / "mlartifacts").is_dir()  # beside the store, not in the CWD

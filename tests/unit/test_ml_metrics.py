@@ -43,6 +43,30 @@ def test_metrics_at_the_threshold() -> None:
     assert m["pr_auc"] == pytest.approx((1 / 3) * (1.0 + 2 / 3 + 3 / 6))
 
 
+def test_bootstrap_intervals_are_wide_with_few_frauds_and_narrow_with_many() -> None:
+    from fraud_core.ml.metrics import bootstrap_intervals, compute_metrics
+
+    rng = np.random.default_rng(3)
+
+    def scored(n_fraud: int, n_legit: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.r_[np.ones(n_fraud, dtype=int), np.zeros(n_legit, dtype=int)]
+        s = np.r_[rng.beta(5, 2, n_fraud), rng.beta(2, 5, n_legit)]  # overlapping classes
+        return y, s
+
+    widths = {}
+    for n_fraud in (10, 1000):
+        y, s = scored(n_fraud, 20 * n_fraud)
+        intervals = bootstrap_intervals(y, s, 0.5, n_boot=200)
+        point = compute_metrics(y, s, 0.5)
+        assert set(intervals) == {"pr_auc", "precision", "recall", "f1"}
+        for name, (low, high) in intervals.items():
+            assert 0.0 <= low <= high <= 1.0
+            assert low - 0.02 <= point[name] <= high + 0.02, (name, low, point[name], high)
+        widths[n_fraud] = intervals["pr_auc"][1] - intervals["pr_auc"][0]
+    assert widths[10] > 3 * widths[1000] and widths[10] > 0.1
+    assert bootstrap_intervals(np.zeros(5, dtype=int), np.zeros(5), 0.5) == {}
+
+
 def test_metrics_with_one_class_are_none_not_errors() -> None:
     m = compute_metrics(np.zeros(5), np.linspace(0, 1, 5), 0.5)
     assert m["pr_auc"] is None and m["roc_auc"] is None and m["recall"] is None

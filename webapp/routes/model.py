@@ -6,6 +6,7 @@ import pandas as pd
 from litestar import Controller, get
 from litestar.openapi.datastructures import ResponseSpec
 
+from fraud_core.ml.card import uncertainty_note
 from webapp.dependencies import AppSettings, Scorer
 from webapp.schemas import ErrorOut, ModelOut
 
@@ -39,5 +40,8 @@ class ModelController(Controller):
             train_start=card.train_start.isoformat(),
             train_end=card.train_end.isoformat(),
             metrics={k: _metric(v) for k, v in card.validation_metrics.items() if _metric(v) is not None or v is None},
+            metrics_uncertain=card.metrics_uncertain,
+            metric_intervals=card.validation_intervals,
+            note=uncertainty_note(card),
             loaded_at=pd.Timestamp(model.loaded_at, unit="s", tz="UTC").isoformat(),
         )
