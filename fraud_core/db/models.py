@@ -526,3 +526,107 @@ class PromotionAuditCreate(PromotionAuditBase):
 class PromotionAuditPublic(PromotionAuditBase):
     id: int
     created_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# cases: what an analyst works (one per card at a time), its transactions and its timeline
+
+
+class CaseState(StrEnum):
+    OPEN = "open"
+    IN_REVIEW = "in_review"
+    RESOLVED_FRAUD = "resolved_fraud"
+    RESOLVED_LEGITIMATE = "resolved_legitimate"
+
+
+#: A card has at most one case in these states; an alert on it joins that case.
+ACTIVE_CASE_STATES = (CaseState.OPEN, CaseState.IN_REVIEW)
+
+
+class CaseEventKind(StrEnum):
+    OPENED = "opened"
+    ALERT = "alert"
+    ASSIGNED = "assigned"
+    VERDICT = "verdict"
+    LIST = "list"
+    NOTE = "note"
+    RESOLVED = "resolved"
+
+
+_ACTIVE = "state IN ('open', 'in_review')"
+
+
+class CaseBase(SQLModel):
+    card_id: str = Field(max_length=64, sa_type=IdentifierString)
+    card_last4: str = Field(max_length=4)
+    state: str = Field(default=CaseState.OPEN.value, max_length=24)
+    assignee: str | None = Field(default=None, max_length=64)
+    #: The money at risk: the sum of score × amount over the case's transactions without a verdict.
+    priority: float = 0.0
+    n_transactions: int = 0
+    amount_at_risk: float = 0.0
+
+
+class Case(CaseBase, table=True):
+    __tablename__ = "cases"
+    __table_args__ = (
+        sa.CheckConstraint(_in("state", CaseState), name="ck_cases_state"),
+        # one active case per card, enforced by the database (two runs alerting at once join one case)
+        sa.Index(
+            "uq_cases_active_card",
+            "card_id",
+            unique=True,
+            postgresql_where=sa.text(_ACTIVE),
+            sqlite_where=sa.text(_ACTIVE),
+        ),
+        # the queue: active cases by priority
+        sa.Index("ix_cases_state_priority", "state", "priority"),
+        sa.Index("ix_cases_assignee_state", "assignee", "state"),
+        sa.Index("ix_cases_card_last4", "card_last4"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CasePublic(CaseBase):
+    id: int
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class CaseTransaction(SQLModel, table=True):
+    """A flagged transaction of a case (a transaction is in at most one case)."""
+
+    __tablename__ = "case_transactions"
+    __table_args__ = (sa.Index("ix_case_transactions_case_id", "case_id"),)
+
+    trans_num: str = Field(primary_key=True, max_length=64, sa_type=IdentifierString)
+    case_id: int = Field(foreign_key="cases.id")
+    score: float
+    amount: float
+    added_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+    #: The analyst's verdict given in this case (the label itself is in ``labels``).
+    verdict: bool | None = None
+    verdict_by: str | None = Field(default=None, max_length=64)
+    verdict_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CaseEvent(SQLModel, table=True):
+    """The case's timeline, append-only: what happened, who did it, when."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (
+        sa.CheckConstraint(_in("kind", CaseEventKind), name="ck_case_events_kind"),
+        sa.Index("ix_case_events_case_id_at", "case_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+    actor: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)

@@ -49,7 +49,7 @@ from fraud_core.db import repository, session_scope
 from fraud_core.db.availability import one_line
 from fraud_core.db.models import AlertKind, LabelOrigin
 from fraud_core.ml.champion import get_champion_holder
-from fraud_core.pipeline import batch_scoring
+from fraud_core.pipeline import batch_scoring, cases
 from fraud_core.pipeline.shadow import shadow_score
 from fraud_core.schema import CANONICAL_COLUMNS, LABEL_COLUMN
 from fraud_core.settings import Settings
@@ -216,15 +216,18 @@ class RouteResult:
         flagged: ``trans_num`` of transactions decided fraud (alert and review queue).
         legit: how many were decided legitimate (stored only).
         alerts_created: new alerts (a transaction already alerted gets no second one).
+        cases_filed: flagged transactions filed into their cards' cases (:mod:`fraud_core.pipeline.cases`).
     """
 
     flagged: list[str] = field(default_factory=list)
     legit: int = 0
     alerts_created: int = 0
+    cases_filed: int = 0
 
 
 def route_decisions(scored: pd.DataFrame, transactions: pd.DataFrame, *, session: Session) -> RouteResult:
-    """Act on each decision: fraud → an alert (deduplicated) and the review queue; legit → nothing more.
+    """Act on each decision: fraud → an alert (deduplicated), the review queue and the card's case;
+    legit → nothing more.
 
     The review queue is the set of flagged champion scores without an analyst verdict
     (:func:`fraud_core.db.repository.review_queue`), so storing the score already queued it; here
@@ -260,6 +263,21 @@ def route_decisions(scored: pd.DataFrame, transactions: pd.DataFrame, *, session
         )
         result.flagged.append(trans_num)
         result.alerts_created += alert is not None
+    card = dict(zip(transactions["trans_num"], transactions["card_id"], strict=True))
+    filed = cases.file_alerts(
+        [
+            {
+                "trans_num": t,
+                "card_id": card[t],
+                "card_last4": last4[t],
+                "amount": amount[t],
+                "score": float(s),
+            }
+            for t, s in zip(flagged["trans_num"].astype(str), flagged["score"], strict=True)
+        ],
+        session=session,
+    )
+    result.cases_filed = sum(len(v) for v in filed.values())
     return result
 
 
