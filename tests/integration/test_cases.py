@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -155,3 +156,33 @@ def test_one_active_case_per_card_is_kept_by_the_database(clean_db: Engine) -> N
                 "VALUES ('card-c', '3333', 'in_review', 0, 0, 0)"
             )
         )
+
+
+def test_cases_list_command(
+    clean_db: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fraud_cli.main import main as cli
+    from fraud_core.settings import reset_settings
+
+    def main(args: list[str]) -> int:
+        try:
+            return cli(args)
+        except SystemExit as exc:  # typer's standalone mode exits with the command's code
+            return int(exc.code or 0)
+
+    _route(clean_db, _transactions("card-d", "4444", 2, prefix="d"), [0.9, 0.8])
+    _route(clean_db, _transactions("card-e", "5555", 1, prefix="e"), [0.7])
+    monkeypatch.setenv("DATABASE_URL", clean_db.url.render_as_string(hide_password=False))
+    reset_settings()
+    try:
+        assert main(["cases", "list", "--state", "active"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert "****4444" in lines[1] and "****5555" in lines[2]  # by money at risk
+        assert main(["cases", "list", "--card-last4", "5555", "--json"]) == 0
+        (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert row["card_last4"] == "5555" and row["n_transactions"] == 1 and "card_id" in row
+        assert main(["cases", "list", "--limit", "0"]) == 2  # a usage error
+        assert main(["cases", "list", "--card-last4", "12a4"]) == 2
+        assert "must be 4 digits" in capsys.readouterr().err
+    finally:
+        reset_settings()
