@@ -190,6 +190,8 @@ class ModelSettings(BaseSettings):
     validation_weeks: int = 4
     threshold_strategy: Literal["f1", "alert_budget"] = "f1"
     alerts_per_day: float | None = None
+    #: The ``decline`` band starts at the lowest validation score whose precision reaches this.
+    decline_precision: float = Field(default=0.98, gt=0.0, le=1.0)
     #: Serve this artifact directory instead of the registry's champion (demo, tests).
     path: Path | None = None
     reload_check_seconds: float = 10.0
