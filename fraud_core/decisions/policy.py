@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 import numpy as np
+import pandas as pd
 
 from fraud_core.decisions.expressions import CompiledRule, compile_rule
 
@@ -190,7 +191,7 @@ def model_band(scores: np.ndarray, bands: Bands) -> np.ndarray:
     return out
 
 
-def column(source: Mapping[str, Any], name: str, n: int) -> np.ndarray:
+def column(source: Mapping[str, Any] | pd.DataFrame, name: str, n: int) -> np.ndarray:
     """``source[name]`` as an array of ``n`` values (a scalar is repeated; text as objects)."""
     value = source[name]
     if hasattr(value, "to_numpy"):
@@ -205,7 +206,7 @@ def column(source: Mapping[str, Any], name: str, n: int) -> np.ndarray:
 
 
 def decide(
-    inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    inputs: Mapping[str, Any] | Sequence[Mapping[str, Any] | pd.DataFrame],
     scores: np.ndarray,
     *,
     bands: Bands,
@@ -223,7 +224,7 @@ def decide(
         policy: rules and lists.
         at: now (naive UTC), for list expiry.
     """
-    sources = [inputs] if isinstance(inputs, Mapping) else list(inputs)
+    sources = [inputs] if isinstance(inputs, Mapping | pd.DataFrame) else list(inputs)
     s = np.asarray(scores, dtype=np.float64)
     n = len(s)
 

@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_200_OK
 from fraud_core.features import describe
 from fraud_core.pipeline.online_scoring import OnlineScore
 from webapp.dependencies import Scorer
-from webapp.schemas import BatchIn, BatchOut, ErrorOut, PredictionOut, Reason, TransactionIn
+from webapp.schemas import BatchIn, BatchOut, ErrorOut, ListHit, PredictionOut, Reason, RuleHit, TransactionIn
 from webapp.security import api_key_guard
 
 _ERRORS = {
@@ -55,11 +55,17 @@ def prediction_out(score: OnlineScore, *, latency_ms: float) -> PredictionOut:
     return PredictionOut(
         trans_num=score.trans_num,
         fraud_probability=score.probability,
+        decision=score.outcome,  # type: ignore[arg-type]
         is_fraud=score.decision,
         threshold=score.threshold,
+        decline_threshold=score.decline_threshold,
+        band=score.band,  # type: ignore[arg-type]
         risk_level=score.risk_level,  # type: ignore[arg-type]
         model_version=score.model_version,
         reasons=[_reason(r) for r in score.reasons],
+        rule_hits=[RuleHit(**hit) for hit in score.rule_hits],
+        list_hits=[ListHit(**hit) for hit in score.list_hits],
+        policy_version=score.policy_version,
         latency_ms=latency_ms,
     )
 
