@@ -109,12 +109,24 @@ class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     last: Annotated[str, Meta(max_length=256)] | None = None
     street: Annotated[str, Meta(max_length=256)] | None = None
     is_fraud: Annotated[int, Meta(ge=0, le=1)] | None = None
+    record: Annotated[
+        bool,
+        Meta(
+            description=(
+                "Store the transaction and its decision before answering (the decision log; "
+                "idempotent on trans_num). false: a dry run that stores nothing"
+            )
+        ),
+    ] = True
 
 
 class BatchIn(msgspec.Struct, kw_only=True):
     """Up to :data:`MAX_BATCH_ROWS` transactions."""
 
     transactions: Annotated[list[TransactionIn], Meta(min_length=1, max_length=MAX_BATCH_ROWS)]
+    record: Annotated[
+        bool, Meta(description="Store the transactions and their decisions before answering (false: a dry run)")
+    ] = True
 
 
 class Reason(msgspec.Struct, kw_only=True):

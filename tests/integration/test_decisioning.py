@@ -259,3 +259,73 @@ def test_a_rule_saved_by_another_process_is_seen_by_the_running_app(
         assert body["rule_hits"] == [{"rule": "everything", "action": "review", "mode": "active", "decided": True}]
     finally:
         other.dispose()
+
+
+def _count(engine: Engine, sql: str, **params: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(sql), params).scalar_one())
+
+
+def test_predict_records_the_transaction_and_decision_before_answering(
+    client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame
+) -> None:
+    history_raw, target = _case(sample_raw)
+    _store(clean_db, history_raw)
+    body = client.post("/predict", json=_record(target)).json()
+    trans_num = target["trans_num"]
+    assert (
+        _count(clean_db, "SELECT count(*) FROM transactions WHERE trans_num = :t AND source = 'api'", t=trans_num) == 1
+    )
+    with clean_db.connect() as connection:
+        stored = connection.execute(
+            sa.text("SELECT score, outcome, band, rule_hits, list_hits FROM predictions WHERE trans_num = :t"),
+            {"t": trans_num},
+        ).one()
+        row = connection.execute(sa.text("SELECT * FROM transactions WHERE trans_num = :t"), {"t": trans_num}).one()
+    assert stored.score == pytest.approx(body["fraud_probability"])
+    assert (stored.outcome, stored.band, stored.rule_hits, stored.list_hits) == (body["decision"], body["band"], [], [])
+    assert str(target["cc_num"]) not in " ".join(str(v) for v in row)  # the card number is never stored
+
+    # the same request again: answered alike, stored once
+    again = client.post("/predict", json=_record(target))
+    assert again.status_code == 200 and again.json()["decision"] == body["decision"]
+    assert again.json()["fraud_probability"] == pytest.approx(body["fraud_probability"])
+    assert _count(clean_db, "SELECT count(*) FROM transactions WHERE trans_num = :t", t=trans_num) == 1
+    assert _count(clean_db, "SELECT count(*) FROM predictions WHERE trans_num = :t", t=trans_num) == 1
+
+
+def test_a_dry_run_stores_nothing(client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame) -> None:
+    history_raw, target = _case(sample_raw)
+    _store(clean_db, history_raw)
+    before = _count(clean_db, "SELECT count(*) FROM transactions")
+    assert client.post("/predict", json={**_record(target), "record": False}).status_code == 200
+    batch = client.post("/predict/batch", json={"transactions": [_record(target)], "record": False})
+    assert batch.status_code == 200
+    assert _count(clean_db, "SELECT count(*) FROM transactions") == before
+    assert _count(clean_db, "SELECT count(*) FROM predictions") == 0
+
+
+def test_the_next_request_of_the_card_sees_the_recorded_transaction(
+    client: TestClient[Any], clean_db: Engine, sample_raw: pd.DataFrame
+) -> None:
+    from fraud_core.pipeline import decisioning
+
+    history_raw, target = _case(sample_raw)
+    _store(clean_db, history_raw)
+    decisioning.save_rule(
+        clean_db,
+        name="ten-minutes",
+        when="secs_since_prev > 599 and secs_since_prev < 601",
+        action="review",
+        mode="shadow",
+        author="a",
+    )
+    t = pd.Timestamp(target["trans_date_trans_time"])
+    first = {**_record(target), "trans_num": "api-first"}
+    second = {**_record(target), "trans_num": "api-second", "trans_date_trans_time": str(t + pd.Timedelta(minutes=10))}
+
+    client.post("/predict", json={**first, "record": False})
+    assert client.post("/predict", json={**second, "record": False}).json()["rule_hits"] == []
+    client.post("/predict", json=first)  # recorded
+    hits = client.post("/predict", json={**second, "record": False}).json()["rule_hits"]
+    assert [h["rule"] for h in hits] == ["ten-minutes"]

@@ -20,7 +20,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from fraud_core.features import describe
 from fraud_core.pipeline.online_scoring import OnlineScore
-from webapp.dependencies import Scorer
+from webapp.dependencies import Recorder, Scorer
 from webapp.schemas import BatchIn, BatchOut, ErrorOut, ListHit, PredictionOut, Reason, RuleHit, TransactionIn
 from webapp.security import api_key_guard
 
@@ -76,17 +76,34 @@ class PredictController(Controller):
     guards = [api_key_guard]
 
     @post("/", status_code=HTTP_200_OK, summary="Score one transaction", responses=_ERRORS)
-    async def predict(self, data: JSONBody[TransactionIn], scorer: Scorer) -> PredictionOut:
-        """Score one transaction against its card's recent history in the warehouse."""
+    async def predict(self, data: JSONBody[TransactionIn], scorer: Scorer, recorder: Recorder) -> PredictionOut:
+        """Score and decide one transaction against its card's recent history in the warehouse.
+
+        Unless ``record`` is false, the transaction and its decision are stored (committed) before
+        the answer is sent, so the card's next request sees it in its history.
+        """
         started = time.perf_counter()
-        score = await scorer.score_record_async(msgspec.structs.asdict(data))
+        record = msgspec.structs.asdict(data)
+        keep = record.pop("record")
+        score = await scorer.score_record_async(record)
+        if keep:
+            await recorder.record(score)
         return prediction_out(score, latency_ms=(time.perf_counter() - started) * 1000.0)
 
     @post("/batch", status_code=HTTP_200_OK, summary="Score up to 1,000 transactions", responses=_ERRORS)
-    async def predict_batch(self, data: JSONBody[BatchIn], scorer: Scorer) -> BatchOut:
-        """Score a batch; any invalid row rejects the whole batch (422 lists every bad row)."""
+    async def predict_batch(self, data: JSONBody[BatchIn], scorer: Scorer, recorder: Recorder) -> BatchOut:
+        """Score and decide a batch; any invalid row rejects the whole batch (422 lists every bad row).
+
+        Stored like ``/predict`` unless the batch's ``record`` is false (each row's own ``record``
+        is ignored here).
+        """
         started = time.perf_counter()
-        scores = await scorer.score_records_async([msgspec.structs.asdict(t) for t in data.transactions])
+        records = [msgspec.structs.asdict(t) for t in data.transactions]
+        for record in records:
+            record.pop("record")
+        scores = await scorer.score_records_async(records)
+        if data.record:
+            await recorder.record_many(scores)
         elapsed = (time.perf_counter() - started) * 1000.0
         predictions = [prediction_out(s, latency_ms=elapsed) for s in scores]
         return BatchOut(
