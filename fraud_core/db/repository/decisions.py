@@ -8,14 +8,17 @@ before they get here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from fraud_core.db.models import DecisionListEntry, DecisionRule, PolicyChange
-from fraud_core.db.repository._common import jsonable
+from fraud_core.db.models import DecisionListEntry, DecisionRule, PolicyChange, Prediction, Transaction, table_of
+from fraud_core.db.repository._common import jsonable, read_frame
+from fraud_core.db.repository.labels import effective_label_join
 from fraud_core.db.types import utcnow
 
 _RULE_FIELDS = ("name", "expression", "action", "priority", "mode", "enabled")
@@ -203,3 +206,48 @@ def policy_changes(*, session: Session, limit: int = 100) -> list[PolicyChange]:
     """The latest changes, newest first."""
     statement = select(PolicyChange).order_by(PolicyChange.id.desc()).limit(limit)  # type: ignore[union-attr]
     return list(session.exec(statement).all())
+
+
+def backtest_frame(
+    start: datetime, end: datetime, *, columns: Sequence[str], session: Session, role: str = "champion"
+) -> pd.DataFrame:
+    """Transactions with ``start <= event_time < end``, their latest stored score and their label.
+
+    Args:
+        start: inclusive (naive UTC).
+        end: exclusive (naive UTC).
+        columns: transaction columns to read (``trans_num`` and ``event_time`` always come).
+        session: the caller's session.
+        role: whose scores.
+
+    Returns:
+        ``columns`` plus ``score`` and ``threshold`` (NaN when unscored) and ``is_fraud`` (1.0,
+        0.0, NaN when unlabelled), ordered by event time.
+    """
+    tx = table_of(Transaction)
+    pred = table_of(Prediction)
+    wanted = list(dict.fromkeys(["trans_num", "event_time", *columns]))
+    latest = (
+        sa.select(
+            pred.c.trans_num,
+            pred.c.score,
+            pred.c.threshold,
+            sa.func.row_number()
+            .over(partition_by=pred.c.trans_num, order_by=(pred.c.scored_at.desc(), pred.c.id.desc()))
+            .label("rank"),
+        )
+        .where(pred.c.role == role)
+        .subquery()
+    )
+    joined = tx.outerjoin(latest, (latest.c.trans_num == tx.c.trans_num) & (latest.c.rank == 1))
+    joined, label = effective_label_join(joined, tx.c.trans_num)
+    statement = (
+        sa.select(*(tx.c[name] for name in wanted), latest.c.score, latest.c.threshold, label.label("is_fraud"))
+        .select_from(joined)
+        .where(tx.c.event_time >= start, tx.c.event_time < end)
+        .order_by(tx.c.event_time, tx.c.trans_num)
+    )
+    frame = read_frame(session, statement, times=["event_time"])
+    for name in ("score", "threshold", "is_fraud"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    return frame
