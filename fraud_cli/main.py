@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "fraud_cli.up_commands",  # up, bootstrap
     "fraud_cli.worker_commands",  # worker
     "fraud_cli.settings_commands",  # settings
+    "fraud_cli.decision_commands",  # rules, lists
 )
 
 
