@@ -77,7 +77,9 @@ def scratch_database(prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
-def prepare(database_url: str, split: str, model_dir: Path | None, workdir: Path) -> tuple[Path, Path, int]:
+def prepare(
+    database_url: str, split: str, model_dir: Path | None, workdir: Path, *, record: bool = True
+) -> tuple[Path, Path, int]:
     """Load the history, train or reuse a model, write the request bodies."""
     from fraud_core.data import to_canonical
     from fraud_core.db import make_engine, repository, session_scope
@@ -104,10 +106,13 @@ def prepare(database_url: str, split: str, model_dir: Path | None, workdir: Path
         ordered = frame.sort_values(["event_time", "trans_num"]).reset_index(drop=True)
         save_artifact(train_model(ordered, kind="hgb", progress=lambda _: None), model_dir)
     bodies = workdir / "bodies.jsonl"
+    record_bodies = record
     with bodies.open("w") as out:
         for record in after.drop(columns=["is_fraud"]).head(5000).to_dict(orient="records"):
             record["trans_date_trans_time"] = str(record["trans_date_trans_time"])
             record["dob"] = str(record["dob"])[:10]
+            if not record_bodies:
+                record["record"] = False
             out.write(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}) + "\n")
     return model_dir, bodies, len(frame)
 
@@ -254,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="2020-10-01")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--no-record", action="store_true", help='send "record": false (a dry run: the decision log off)'
+    )
     parser.add_argument("--dashboard-sessions", type=int, default=0, help="dashboard sessions open meanwhile")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -265,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with scratch_database("fraud_bench_web_") as database_url, tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            model_dir, bodies, n_history = prepare(database_url, args.split, args.model, Path(tmp))
+            model_dir, bodies, n_history = prepare(
+                database_url, args.split, args.model, Path(tmp), record=not args.no_record
+            )
             print(
                 f"history: {n_history:,} transactions stored, model at {model_dir} ({time.perf_counter() - started:.0f} s)"
             )
@@ -297,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             report = {
                 "server": f"fraud-detector serve ({args.server}, {args.workers} workers)",
                 "dashboard_sessions": args.dashboard_sessions,
+                "decision_log": not args.no_record,
                 "server_rss_mb": {"start": rss_before, "end": rss_mb(process.pid)},
                 "cpus": os.cpu_count(),
                 "load_average_before": [round(v, 2) for v in load_before],

@@ -46,6 +46,7 @@ COMMAND_MODULES = (
     "fraud_cli.worker_commands",  # worker
     "fraud_cli.settings_commands",  # settings
     "fraud_cli.case_commands",  # cases
+    "fraud_cli.decision_commands",  # rules, lists
 )
 
 

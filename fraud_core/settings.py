@@ -188,8 +188,19 @@ class SecuritySettings(BaseSettings):
 
     card_token_key: SecretStr = Field(default=SecretStr(DEV_CARD_TOKEN_KEY), validation_alias="CARD_TOKEN_KEY")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="API_KEYS")
+    #: Keys that may change rules and lists (``X-API-Key``); none set: such changes are refused.
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="ADMIN_API_KEYS")
 
-    _split = field_validator("api_keys", mode="before")(_split_csv)
+    _split = field_validator("api_keys", "admin_api_keys", mode="before")(_split_csv)
+
+
+class DecisionSettings(BaseSettings):
+    """The decision policy (rules and lists live in the warehouse)."""
+
+    model_config = _group("DECISIONS_")
+
+    #: How often a running app or flow asks the warehouse whether rules or lists changed.
+    reload_check_seconds: float = Field(default=2.0, ge=0.0)
 
 
 class FeatureSettings(BaseSettings):
@@ -214,6 +225,8 @@ class ModelSettings(BaseSettings):
         description="below this many frauds in the validation weeks, a model's figures carry a bootstrap "
         "interval and are shown as uncertain",
     )
+    #: The ``decline`` band starts at the lowest validation score whose precision reaches this.
+    decline_precision: float = Field(default=0.98, gt=0.0, le=1.0)
     #: Serve this artifact directory instead of the registry's champion (demo, tests).
     path: Path | None = None
     reload_check_seconds: float = 10.0
@@ -349,6 +362,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    decisions: DecisionSettings = Field(default_factory=DecisionSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     flows: PrefectSettings = Field(default_factory=PrefectSettings)

@@ -21,12 +21,13 @@ from fraud_core import __version__
 from fraud_core.db import make_engine
 from fraud_core.ml.champion import ModelUnavailableError
 from fraud_core.pipeline.dashboard import DashboardData
+from fraud_core.pipeline.decision_log import GroupCommitWriter
 from fraud_core.pipeline.online_scoring import OnlineScorer
 from fraud_core.settings import Settings, get_settings
 from webapp.body_guard import guard_json_body
 from webapp.dashboard.app import make_dashboard_page
 from webapp.dashboard.mount import MountedDashboard
-from webapp.dependencies import DEPENDENCIES, ENGINE, SCORER, SETTINGS, provide_engine
+from webapp.dependencies import DEPENDENCIES, ENGINE, RECORDER, SCORER, SETTINGS, provide_engine
 from webapp.errors import EXCEPTION_HANDLERS
 from webapp.openapi import DOCS_ASSETS_PATH, openapi_config, publish_decoder_schemas, swagger_assets_dir
 from webapp.routes.health import HealthController
@@ -144,6 +145,8 @@ def create_app(
         state[DASHBOARD_ENGINE] = reads
         made = _make_scorer(scorer, opened, settings)
         state[SCORER] = made
+        recorder = GroupCommitWriter(opened, retry_after=settings.serve.retry_after_seconds)
+        state[RECORDER] = recorder
         try:
             if mounted is not None:
                 async with mounted.lifespan():
@@ -151,6 +154,8 @@ def create_app(
             else:
                 yield
         finally:
+            recorder.close()  # waits for the group being written
+            state[RECORDER] = None
             made.close()
             state[SCORER] = None
             state[ENGINE] = None

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from sqlalchemy.engine import Engine
 
+from fraud_core.pipeline.decision_log import GroupCommitWriter
 from fraud_core.pipeline.online_scoring import OnlineScorer
 from fraud_core.settings import Settings
 from webapp.errors import ServiceUnavailable
@@ -18,6 +19,7 @@ from webapp.errors import ServiceUnavailable
 SETTINGS = "settings"
 ENGINE = "engine"
 SCORER = "scorer"
+RECORDER = "recorder"
 
 
 def provide_settings(state: State) -> Settings:
@@ -39,14 +41,24 @@ def provide_scorer(state: State) -> OnlineScorer:
     return scorer
 
 
+def provide_recorder(state: State) -> GroupCommitWriter:
+    recorder: GroupCommitWriter | None = state.get(RECORDER)
+    if recorder is None:
+        raise ServiceUnavailable(detail="the decision log is not open yet")
+    return recorder
+
+
 #: The app-wide dependencies, by the parameter names handlers use.
 DEPENDENCIES = {
     "settings": Provide(provide_settings, sync_to_thread=False),
     "engine": Provide(provide_engine, sync_to_thread=False),
     "scorer": Provide(provide_scorer, sync_to_thread=False),
+    "recorder": Provide(provide_recorder, sync_to_thread=False),
 }
 
 #: Handler parameter types: ``scorer: Scorer`` receives the app's online scorer.
 Scorer = NamedDependency[OnlineScorer]
 Warehouse = NamedDependency[Engine]
+#: ``recorder: Recorder``: the decision log's group-commit writer.
+Recorder = NamedDependency[GroupCommitWriter]
 AppSettings = NamedDependency[Settings]

@@ -98,6 +98,15 @@ class TransactionIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     last: Annotated[str, Meta(max_length=256)] | None = None
     street: Annotated[str, Meta(max_length=256)] | None = None
     is_fraud: Annotated[int, Meta(ge=0, le=1)] | None = None
+    record: Annotated[
+        bool,
+        Meta(
+            description=(
+                "Store the transaction and its decision before answering (the decision log; "
+                "idempotent on trans_num). false: a dry run that stores nothing"
+            )
+        ),
+    ] = True
 
 
 #: A request as the docs show it (a row of the public data, card number from its test range).
@@ -126,6 +135,9 @@ class BatchIn(msgspec.Struct, kw_only=True):
     """Up to :data:`MAX_BATCH_ROWS` transactions, each ``trans_num`` given at most once in the batch."""
 
     transactions: Annotated[list[TransactionIn], Meta(min_length=1, max_length=MAX_BATCH_ROWS)]
+    record: Annotated[
+        bool, Meta(description="Store the transactions and their decisions before answering (false: a dry run)")
+    ] = True
 
 
 class Reason(msgspec.Struct, kw_only=True):
@@ -137,16 +149,53 @@ class Reason(msgspec.Struct, kw_only=True):
     contribution: float
 
 
+Outcome = Literal["approve", "review", "decline"]
+
+
+class RuleHit(msgspec.Struct, kw_only=True):
+    """A rule that held for the transaction."""
+
+    rule: Annotated[str, Meta(description="The rule's name")]
+    action: Annotated[Outcome, Meta(description="What the rule does when it decides")]
+    mode: Annotated[Literal["active", "shadow"], Meta(description="shadow: recorded, never acting")]
+    decided: Annotated[bool, Meta(description="This rule made the decision (the first active rule that held)")]
+
+
+class ListHit(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An allow- or block-list entry that matched the transaction."""
+
+    list: Literal["allow", "block"]
+    field: Literal["card", "merchant", "category"]
+    reason: str
+    value: Annotated[str | None, Meta(description="The merchant or category (absent for a card)")] = None
+
+
 class PredictionOut(msgspec.Struct, kw_only=True):
-    """The score of one transaction."""
+    """The score and decision of one transaction.
+
+    ``decision`` follows a fixed precedence: the allow list (approve), the block list (decline),
+    the active rules by priority (the first that holds decides), then the model's bands
+    (``fraud_probability >= decline_threshold``: decline; ``>= threshold``: review; else approve).
+    """
 
     trans_num: str
-    fraud_probability: float
-    is_fraud: bool
-    threshold: float
+    fraud_probability: Annotated[float, Meta(description="The champion's calibrated probability of fraud")]
+    decision: Annotated[
+        Outcome,
+        Meta(description="approve; review (an alert and the review queue); decline (an alert; refuse it)"),
+    ]
+    is_fraud: Annotated[bool, Meta(description="decision is review or decline")]
+    threshold: Annotated[float, Meta(description="The model's review threshold")]
+    decline_threshold: Annotated[
+        float | None, Meta(description="The model's decline threshold (null: the model alone never declines)")
+    ]
+    band: Annotated[Outcome, Meta(description="What the model's bands alone would decide")]
     risk_level: Literal["low", "medium", "high"]
     model_version: str
     reasons: list[Reason]
+    rule_hits: Annotated[list[RuleHit], Meta(description="Every rule that held, active or shadow")]
+    list_hits: Annotated[list[ListHit], Meta(description="Every allow- or block-list entry that matched")]
+    policy_version: Annotated[int, Meta(description="The version of the rules and lists decided with")]
     latency_ms: float
 
 

@@ -263,6 +263,13 @@ class PredictionBase(SQLModel):
     reasons: list[Any] = Field(default_factory=list, sa_type=JSONType)
     scored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     latency_ms: float | None = None
+    # the decision policy's answer (``None`` on scores stored before decisioning, and on the
+    # challenger's, which never decide): ``decision`` above is ``outcome != 'approve'``
+    outcome: str | None = Field(default=None, max_length=16)
+    band: str | None = Field(default=None, max_length=16)
+    rule_hits: list[Any] | None = Field(default=None, sa_type=JSONType)
+    list_hits: list[Any] | None = Field(default=None, sa_type=JSONType)
+    policy_version: int | None = None
 
 
 class Prediction(PredictionBase, table=True):
@@ -270,6 +277,9 @@ class Prediction(PredictionBase, table=True):
     __table_args__ = (
         sa.UniqueConstraint("trans_num", "model_version", "role", name="uq_predictions_trans_num_model_role"),
         sa.CheckConstraint(_in("role", ScoringRole), name="ck_predictions_role"),
+        sa.CheckConstraint(
+            "outcome IS NULL OR outcome IN ('approve', 'review', 'decline')", name="ck_predictions_outcome"
+        ),
         sa.Index("ix_predictions_scored_at", "scored_at"),
     )
 
@@ -282,6 +292,72 @@ class PredictionCreate(PredictionBase):
 
 class PredictionPublic(PredictionBase):
     id: int
+
+
+# --------------------------------------------------------------------------------------------
+# the decision policy: rules, lists, and every change to them
+
+
+class DecisionRuleBase(SQLModel):
+    """A rule as saved: its expression is checked by :func:`fraud_core.decisions.compile_rule` first."""
+
+    name: str = Field(max_length=64)
+    expression: str = Field(max_length=2000)
+    action: str = Field(max_length=16)
+    priority: int = 100
+    mode: str = Field(default="active", max_length=16)
+    enabled: bool = True
+
+
+class DecisionRule(DecisionRuleBase, table=True):
+    __tablename__ = "decision_rules"
+    __table_args__ = (
+        sa.UniqueConstraint("name", name="uq_decision_rules_name"),
+        sa.CheckConstraint("action IN ('approve', 'review', 'decline')", name="ck_decision_rules_action"),
+        sa.CheckConstraint("mode IN ('active', 'shadow')", name="ck_decision_rules_mode"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    updated_by: str = Field(max_length=128)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DecisionListEntryBase(SQLModel):
+    """One value on an allow or block list (a card as its token, never its number)."""
+
+    kind: str = Field(max_length=8)
+    field: str = Field(max_length=16)
+    value: str = Field(max_length=256)
+    reason: str = Field(max_length=500)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DecisionListEntry(DecisionListEntryBase, table=True):
+    __tablename__ = "decision_list_entries"
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "field", "value", name="uq_decision_list_entries_value"),
+        sa.CheckConstraint("kind IN ('allow', 'block')", name="ck_decision_list_entries_kind"),
+        sa.CheckConstraint("field IN ('card', 'merchant', 'category')", name="ck_decision_list_entries_field"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    author: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PolicyChange(SQLModel, table=True):
+    """One change to a rule or a list: its id is the policy's version from then on."""
+
+    __tablename__ = "decision_policy_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=_now_default())
+    changed_by: str = Field(max_length=128)
+    subject: str = Field(max_length=16)  # rule or list
+    name: str = Field(max_length=300)  # the rule's name, or "block/merchant/VALUE"
+    change: str = Field(max_length=16)  # add, update, disable, remove
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
 
 
 # --------------------------------------------------------------------------------------------

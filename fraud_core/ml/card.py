@@ -70,6 +70,10 @@ class ModelCard(BaseModel):
     # how it decides
     threshold: float = Field(ge=0.0, le=1.0)
     threshold_strategy: Literal["f1", "alert_budget"]
+    #: Lower bound of the ``decline`` band (``threshold`` is the ``review`` band's). ``None``: no
+    #: decline band (cards written before decisioning, or no score reached ``decline_precision``).
+    decline_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    decline_precision: float | None = Field(default=None, gt=0.0, le=1.0)
     alerts_per_day: float | None = None
     risk_bands: RiskBands
     label_delay_days: float = Field(ge=0.0)

@@ -141,6 +141,29 @@ def choose_threshold(
     raise TrainingError(f"unknown threshold strategy {strategy!r} (expected f1 or alert_budget)")
 
 
+def choose_decline_threshold(
+    y_true: np.ndarray, scores: np.ndarray, *, precision: float, review_threshold: float
+) -> float | None:
+    """The lowest score whose validation precision (of ``score >= t``) reaches ``precision``.
+
+    Never below ``review_threshold`` (declined transactions are a subset of the reviewed ones).
+
+    Returns:
+        A threshold half-way below the lowest qualifying validation score, or ``None`` when no
+        threshold reaches the precision (the decline band is then off).
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.sum() == 0:
+        return None
+    precisions, _, thresholds = precision_recall_curve(y, s)
+    # precisions[i] is the precision of ``s >= thresholds[i]``; thresholds ascend.
+    good = np.flatnonzero(precisions[:-1] >= precision)
+    if good.size == 0:
+        return None
+    return max(_between(s, float(thresholds[good[0]])), review_threshold)
+
+
 def _reason_baseline(features: pd.DataFrame) -> dict[str, Any]:
     baseline: dict[str, Any] = {}
     for column in FEATURE_COLUMNS:
@@ -275,6 +298,8 @@ def train_model(
             f"are uncertain, PR-AUC 95 % interval {low:.3f} to {high:.3f}"
         )
     medium = min(float(np.quantile(val_scores, 1.0 - MEDIUM_RISK_TOP_SHARE)), threshold)
+    decline_precision = settings.model.decline_precision
+    decline = choose_decline_threshold(y[val_rows], val_scores, precision=decline_precision, review_threshold=threshold)
 
     card = ModelCard(
         model_kind=kind,
@@ -284,6 +309,8 @@ def train_model(
         random_state=random_state,
         threshold=threshold,
         threshold_strategy=threshold_strategy,
+        decline_threshold=decline,
+        decline_precision=decline_precision,
         alerts_per_day=alerts_per_day,
         risk_bands=RiskBands(medium=medium, high=threshold),
         label_delay_days=label_delay_days,

@@ -35,6 +35,7 @@ from fraud_core.db import repository, session_scope, shared_engine
 from fraud_core.ml.artifact import read_card
 from fraud_core.ml.champion import ChampionRef, LoadedModel, get_champion_holder, load_predictor
 from fraud_core.pipeline import batch_scoring
+from fraud_core.pipeline.decisioning import apply_policy, policy_holder
 from fraud_core.settings import get_settings
 
 #: Reasons stored with each flagged transaction (as many as the live flow stores).
@@ -194,6 +195,8 @@ def score_range(
             ],
             ignore_index=True,
         )
+        # the same decision as the live flow, with the policy in force now
+        scored = apply_policy(scored, [frame, features], card=model.card, policy=policy_holder(engine).get())
         flagged = scored["decision"].to_numpy(dtype=bool)
         if flagged.any():
             explained = model.predictor.explain(features.iloc[flagged.nonzero()[0]], top=REASONS)

@@ -19,8 +19,10 @@ from sqlmodel import Session
 
 from fraud_core.db import history
 from fraud_core.db.models import ScoringRole
+from fraud_core.decisions import Policy
 from fraud_core.features import build_features_with_history, history_window
 from fraud_core.ml.champion import LoadedModel
+from fraud_core.pipeline.decisioning import apply_policy
 
 
 def features_from_warehouse(
@@ -76,8 +78,9 @@ def predict(
     received_at: datetime,
     reasons: int = 3,
     role: str = ScoringRole.CHAMPION.value,
+    policy: Policy | None = None,
 ) -> pd.DataFrame:
-    """Score a feature frame and shape the rows for ``predictions``.
+    """Score a feature frame and shape the rows for ``predictions``, decided by ``policy`` when given.
 
     Reasons are worked out for the transactions at medium or high risk only (the ones an analyst
     or an alert looks at): each reason costs one more model call per feature, which for a whole
@@ -86,7 +89,10 @@ def predict(
 
     Returns:
         ``trans_num, model_version, role, score, threshold, decision, risk_level, reasons,
-        scored_at, latency_ms``, one row per transaction, in ``frame``'s order.
+        scored_at, latency_ms``, one row per transaction, in ``frame``'s order; with a policy also
+        ``outcome, band, rule_hits, list_hits, policy_version``
+        (:func:`fraud_core.pipeline.decisioning.apply_policy`), ``decision`` then being
+        ``outcome != approve``.
     """
     predictor = model.predictor
     scored = predictor.score_features(features, reasons=0)
@@ -108,4 +114,7 @@ def predict(
         "scored_at": now,
         "latency_ms": latencies_ms(frame, scored_at=now, received_at=received_at),
     }
-    return pd.DataFrame(out)
+    rows = pd.DataFrame(out)
+    if policy is not None:
+        rows = apply_policy(rows, [frame, features], card=model.card, policy=policy)
+    return rows

@@ -50,6 +50,7 @@ from fraud_core.db.availability import one_line
 from fraud_core.db.models import AlertKind, LabelOrigin
 from fraud_core.ml.champion import get_champion_holder
 from fraud_core.pipeline import batch_scoring, cases
+from fraud_core.pipeline.decisioning import policy_holder
 from fraud_core.pipeline.shadow import shadow_score
 from fraud_core.schema import CANONICAL_COLUMNS, LABEL_COLUMN
 from fraud_core.settings import Settings
@@ -511,7 +512,13 @@ def store_and_score(
                 )
             summary.detail.update({f"features_{k}": v for k, v in parts.items()})
             with stage(summary, "predict"):
-                scored = batch_scoring.predict(feature_frame, todo, model=model, received_at=extracted.received_at)
+                scored = batch_scoring.predict(
+                    feature_frame,
+                    todo,
+                    model=model,
+                    received_at=extracted.received_at,
+                    policy=policy_holder(engine).get(),
+                )
                 repository.insert_predictions(scored, session=session)
             with stage(summary, "shadow"):
                 # the challenger, while there is one, scores the same features in the same

@@ -32,9 +32,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -44,12 +45,13 @@ from fraud_core.db import session_scope
 from fraud_core.db.availability import Availability
 from fraud_core.db.deadline import DeadlineExceeded, statement_deadline
 from fraud_core.db.history import fetch_card_history, fetch_label_stats
-from fraud_core.features import HistoryWindow, history_window
+from fraud_core.features import HistoryWindow, build_features_with_history, history_window
 from fraud_core.ml.champion import ChampionHolder, LoadedModel, get_champion_holder
 from fraud_core.online.canonical import canonical_one
 from fraud_core.online.features import LabelIndex, features_one
 from fraud_core.online.history import CardHistoryReader
 from fraud_core.online.scorer import FastScorer
+from fraud_core.pipeline.decisioning import PolicyHolder, decide_scores, policy_holder
 from fraud_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,16 +145,24 @@ class InvalidRecordsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class OnlineScore:
-    """The score of one record.
+    """The score and decision of one record.
 
     Attributes:
         trans_num: the record's id (generated when it had none).
         probability: the champion's fraud probability.
-        decision: ``probability >= threshold``.
-        threshold: the champion's decision threshold.
+        decision: an alert: ``outcome`` is ``review`` or ``decline``.
+        threshold: the champion's ``review`` threshold.
         risk_level: ``low``, ``medium`` or ``high``.
         model_version: the champion version that scored.
         reasons: up to ``reasons`` dicts ``{feature, label, value, typical, contribution}``.
+        outcome: ``approve``, ``review`` or ``decline``
+            (:func:`fraud_core.pipeline.decisioning.decide_scores`).
+        band: the model's own band.
+        rule_hits: the rules that held (active or shadow, and whether one decided).
+        list_hits: the list entries that matched.
+        policy_version: the policy version decided with.
+        decline_threshold: the champion's ``decline`` threshold (``None``: no decline band).
+        transaction: the canonical transaction (for the decision log; never the card number).
     """
 
     trans_num: str
@@ -162,6 +172,13 @@ class OnlineScore:
     risk_level: str
     model_version: str
     reasons: list[dict[str, Any]]
+    outcome: str = "approve"
+    band: str = "approve"
+    rule_hits: list[dict[str, Any]] = field(default_factory=list)
+    list_hits: list[dict[str, Any]] = field(default_factory=list)
+    policy_version: int = 0
+    decline_threshold: float | None = None
+    transaction: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def canonicalise(
@@ -197,6 +214,7 @@ class OnlineScorer:
         reasons: reasons per score.
         fast: allow the online path (``False``: always the reference path, for comparisons).
         label_refresh_seconds: how old the label snapshot may get before a background reload.
+        policies: the decision policy's holder (defaults to the process-wide one of ``engine``).
     """
 
     def __init__(
@@ -208,8 +226,10 @@ class OnlineScorer:
         reasons: int = 3,
         fast: bool = True,
         label_refresh_seconds: float = 60.0,
+        policies: PolicyHolder | None = None,
     ) -> None:
         self.engine = engine
+        self.policies = policies if policies is not None else policy_holder(engine)
         self.settings = settings
         self.holder = holder if holder is not None else get_champion_holder()
         self.reasons = reasons
@@ -370,8 +390,25 @@ class OnlineScorer:
         history = self._guarded(lambda: reader.read(row))
         labels = self._guarded(self._label_index)
         features = features_one(row, history, labels, label_delay_days=model.card.label_delay_days)
-        p, decision, level, reasons = scorer.score(features, reasons=self.reasons)
-        return OnlineScore(row["trans_num"], p, decision, scorer.threshold, level, model.version, reasons)
+        p, _, level, reasons = scorer.score(features, reasons=self.reasons)
+        policy = self._guarded(self.policies.get)
+        decided = decide_scores([row, features], np.asarray([p]), card=model.card, policy=policy)
+        return OnlineScore(
+            row["trans_num"],
+            p,
+            bool(decided.alerted[0]),
+            scorer.threshold,
+            level,
+            model.version,
+            reasons,
+            str(decided.outcome[0]),
+            str(decided.band[0]),
+            decided.rule_hits[0],
+            decided.list_hits[0],
+            decided.policy_version,
+            model.card.decline_threshold,
+            row,
+        )
 
     def canonicalise(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         """:func:`canonicalise` with this scorer's key and event-time window (around now).
@@ -417,18 +454,31 @@ class OnlineScorer:
                 return fetch_card_history(window, session=session), fetch_label_stats(window, session=session)
 
         history, labels = self._guarded(read)
-        scored = predictor.score(frame, history=history, label_events=labels, reasons=self.reasons)
+        features = build_features_with_history(frame, history, labels, label_delay_days=delay)
+        scored = predictor.score_features(features, reasons=self.reasons)
+        policy = self._guarded(self.policies.get)
+        decided = decide_scores(
+            [frame, features], scored["score"].to_numpy(dtype="float64"), card=model.card, policy=policy
+        )
+        transactions = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
         return [
             OnlineScore(
-                str(row.trans_num),
+                str(transactions[i]["trans_num"]),
                 float(row.score),
-                bool(row.decision),
+                bool(decided.alerted[i]),
                 float(predictor.threshold),
                 str(row.risk_level),
                 str(model.version),
                 list(row.reasons),
+                str(decided.outcome[i]),
+                str(decided.band[i]),
+                decided.rule_hits[i],
+                decided.list_hits[i],
+                decided.policy_version,
+                model.card.decline_threshold,
+                transactions[i],
             )
-            for row in scored.itertuples(index=False)
+            for i, row in enumerate(scored.itertuples(index=False))
         ]
 
     # -- the online path's parts --------------------------------------------------------------------

@@ -117,11 +117,17 @@ def test_predict_answers_every_field_and_equals_the_offline_batch_score(
     assert set(body) == {
         "trans_num",
         "fraud_probability",
+        "decision",
         "is_fraud",
         "threshold",
+        "decline_threshold",
+        "band",
         "risk_level",
         "model_version",
         "reasons",
+        "rule_hits",
+        "list_hits",
+        "policy_version",
         "latency_ms",
     }
 

@@ -23,8 +23,18 @@ from litestar.status_codes import HTTP_200_OK
 
 from fraud_core.features import describe
 from fraud_core.pipeline.online_scoring import OnlineScore
-from webapp.dependencies import Scorer
-from webapp.schemas import TRANSACTION_EXAMPLE, BatchIn, BatchOut, ErrorOut, PredictionOut, Reason, TransactionIn
+from webapp.dependencies import Recorder, Scorer
+from webapp.schemas import (
+    TRANSACTION_EXAMPLE,
+    BatchIn,
+    BatchOut,
+    ErrorOut,
+    ListHit,
+    PredictionOut,
+    Reason,
+    RuleHit,
+    TransactionIn,
+)
 from webapp.security import API_KEY_SCHEME, api_key_guard
 
 
@@ -96,11 +106,17 @@ def prediction_out(score: OnlineScore, *, latency_ms: float) -> PredictionOut:
     return PredictionOut(
         trans_num=score.trans_num,
         fraud_probability=score.probability,
+        decision=score.outcome,  # type: ignore[arg-type]
         is_fraud=score.decision,
         threshold=score.threshold,
+        decline_threshold=score.decline_threshold,
+        band=score.band,  # type: ignore[arg-type]
         risk_level=score.risk_level,  # type: ignore[arg-type]
         model_version=score.model_version,
         reasons=[_reason(r) for r in score.reasons],
+        rule_hits=[RuleHit(**hit) for hit in score.rule_hits],
+        list_hits=[ListHit(**hit) for hit in score.list_hits],
+        policy_version=score.policy_version,
         latency_ms=latency_ms,
     )
 
@@ -111,10 +127,18 @@ class PredictController(Controller):
     guards = [api_key_guard]
 
     @post("/", status_code=HTTP_200_OK, summary="Score one transaction", responses=_ERRORS, security=_SECURITY)
-    async def predict(self, data: Annotated[TransactionIn, _ONE], scorer: Scorer) -> PredictionOut:
-        """Score one transaction against its card's recent history in the warehouse."""
+    async def predict(self, data: Annotated[TransactionIn, _ONE], scorer: Scorer, recorder: Recorder) -> PredictionOut:
+        """Score and decide one transaction against its card's recent history in the warehouse.
+
+        Unless ``record`` is false, the transaction and its decision are stored (committed) before
+        the answer is sent, so the card's next request sees it in its history.
+        """
         started = time.perf_counter()
-        score = await scorer.score_record_async(msgspec.structs.asdict(data))
+        record = msgspec.structs.asdict(data)
+        keep = record.pop("record")
+        score = await scorer.score_record_async(record)
+        if keep:
+            await recorder.record(score)
         return prediction_out(score, latency_ms=(time.perf_counter() - started) * 1000.0)
 
     @post(
@@ -124,10 +148,19 @@ class PredictController(Controller):
         responses=_ERRORS,
         security=_SECURITY,
     )
-    async def predict_batch(self, data: Annotated[BatchIn, _BATCH], scorer: Scorer) -> BatchOut:
-        """Score a batch; any invalid row rejects the whole batch (422 lists every bad row)."""
+    async def predict_batch(self, data: Annotated[BatchIn, _BATCH], scorer: Scorer, recorder: Recorder) -> BatchOut:
+        """Score and decide a batch; any invalid row rejects the whole batch (422 lists every bad row).
+
+        Stored like ``/predict`` unless the batch's ``record`` is false (each row's own ``record``
+        is ignored here).
+        """
         started = time.perf_counter()
-        scores = await scorer.score_records_async([msgspec.structs.asdict(t) for t in data.transactions])
+        records = [msgspec.structs.asdict(t) for t in data.transactions]
+        for record in records:
+            record.pop("record")
+        scores = await scorer.score_records_async(records)
+        if data.record:
+            await recorder.record_many(scores)
         elapsed = (time.perf_counter() - started) * 1000.0
         predictions = [prediction_out(s, latency_ms=elapsed) for s in scores]
         return BatchOut(

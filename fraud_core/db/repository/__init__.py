@@ -11,6 +11,7 @@ One module per aggregate:
 * :mod:`~fraud_core.db.repository.rejected`: rows that failed validation;
 * :mod:`~fraud_core.db.repository.model_versions`: model versions, their aliases, and the promotion audit;
 * :mod:`~fraud_core.db.repository.quality`: weekly quality reports;
+* :mod:`~fraud_core.db.repository.decisions`: the decision policy (rules, lists) and its change log;
 * :mod:`~fraud_core.db.repository.analytics`: figures across tables for the dashboard's Explore view (read only);
 
 Every function takes a keyword-only ``session`` and never commits: the caller owns the

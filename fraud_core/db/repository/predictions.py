@@ -50,6 +50,11 @@ _COLUMNS = (
     "reasons",
     "scored_at",
     "latency_ms",
+    "outcome",
+    "band",
+    "rule_hits",
+    "list_hits",
+    "policy_version",
 )
 
 
@@ -59,7 +64,8 @@ def insert_predictions(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLMode
     Args:
         rows: a frame or records with ``trans_num, model_version, score, threshold, decision,
             risk_level`` and optionally ``role`` (default champion), ``reasons`` (a JSON list),
-            ``scored_at`` (default now) and ``latency_ms``.
+            ``scored_at`` (default now), ``latency_ms``, and the decision: ``outcome, band,
+            rule_hits, list_hits, policy_version`` (absent: ``NULL``).
         session: the caller's session; not committed here.
 
     Returns:
@@ -76,6 +82,8 @@ def insert_predictions(rows: pd.DataFrame | Sequence[Mapping[str, Any] | SQLMode
         item: dict[str, Any] = {c: row.get(c) for c in _COLUMNS}
         item["role"] = item["role"] or ScoringRole.CHAMPION.value
         item["reasons"] = jsonable(item["reasons"]) if item["reasons"] is not None else []
+        for name in ("rule_hits", "list_hits"):
+            item[name] = jsonable(item[name]) if item[name] is not None else None
         item["scored_at"] = as_utc(item["scored_at"]) if item["scored_at"] is not None else now
         item["decision"] = bool(item["decision"])
         item["score"] = float(item["score"])
@@ -96,6 +104,12 @@ def _copy_insert(frame: pd.DataFrame, *, session: Session) -> int:
     out = frame.reindex(columns=list(_COLUMNS)).copy()
     out["role"] = out["role"].astype(object).fillna(ScoringRole.CHAMPION.value)
     out["reasons"] = [json.dumps(jsonable(r if r is not None else []), allow_nan=False) for r in out["reasons"]]
+    for name in ("rule_hits", "list_hits"):
+        out[name] = [
+            json.dumps(jsonable(h), allow_nan=False) if isinstance(h, list | tuple) else None for h in out[name]
+        ]
+    if "policy_version" in frame.columns:
+        out["policy_version"] = out["policy_version"].astype("Int64")
     out["decision"] = out["decision"].astype(bool).map({True: "t", False: "f"})
     scored_at = pd.to_datetime(out["scored_at"], utc=True).astype("datetime64[us, UTC]").fillna(pd.Timestamp(utcnow()))
     out["scored_at"] = scored_at.map(lambda t: t.isoformat())

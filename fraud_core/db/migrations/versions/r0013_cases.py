@@ -1,7 +1,7 @@
 """Cases: one active case per card, its flagged transactions and its append-only timeline.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-03
 
 The models are :class:`fraud_core.db.models.Case`, :class:`~fraud_core.db.models.CaseTransaction`
@@ -19,7 +19,7 @@ from alembic import op
 from fraud_core.db.types import IdentifierString, JSONType, UTCDateTime
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
