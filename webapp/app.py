@@ -30,6 +30,7 @@ from webapp.dashboard.mount import MountedDashboard
 from webapp.dependencies import DEPENDENCIES, ENGINE, RECORDER, SCORER, SETTINGS, provide_engine
 from webapp.errors import EXCEPTION_HANDLERS
 from webapp.openapi import DOCS_ASSETS_PATH, openapi_config, publish_decoder_schemas, swagger_assets_dir
+from webapp.routes.decisions import ListsController, RulesController
 from webapp.routes.health import HealthController
 from webapp.routes.model import ModelController
 from webapp.routes.predict import PredictController
@@ -112,7 +113,14 @@ def create_app(
         The Litestar application.
     """
     settings = settings or get_settings()
-    route_handlers: list[Any] = [_root, HealthController, ModelController, PredictController]
+    route_handlers: list[Any] = [
+        _root,
+        HealthController,
+        ModelController,
+        PredictController,
+        RulesController,
+        ListsController,
+    ]
     assets = swagger_assets_dir()
     if assets is not None:
         route_handlers.append(

@@ -32,6 +32,7 @@ from litestar.status_codes import (
 
 from fraud_core.db.availability import WarehouseUnavailableError, is_unavailable, one_line
 from fraud_core.ml.champion import ModelUnavailableError
+from fraud_core.pipeline.decisioning import PolicyInputError, PolicyNotFoundError
 from fraud_core.pipeline.online_scoring import InvalidRecordsError, ScoringBusyError
 from webapp.schemas import ErrorOut, FieldError
 
@@ -223,7 +224,26 @@ def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+def _policy_input_handler(_: Request[Any, Any, Any], exc: PolicyInputError) -> Response[ErrorOut]:
+    where = f" (column {exc.column})" if exc.column is not None else ""
+    return Response(
+        ErrorOut(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail="invalid rule or list entry",
+            errors=[FieldError(field=exc.field, reason=f"{exc.reason}{where}")],
+        ),
+        status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+        media_type=MediaType.JSON,
+    )
+
+
+def _policy_missing_handler(_: Request[Any, Any, Any], exc: PolicyNotFoundError) -> Response[ErrorOut]:
+    return Response(ErrorOut(status_code=404, detail=str(exc)), status_code=404, media_type=MediaType.JSON)
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    PolicyInputError: _policy_input_handler,
+    PolicyNotFoundError: _policy_missing_handler,
     ValidationException: _validation_handler,
     InvalidRecordsError: _invalid_records_handler,
     ModelUnavailableError: _no_model_handler,

@@ -239,3 +239,116 @@ class ModelOut(msgspec.Struct, kw_only=True):
     metric_intervals: dict[str, list[float]] | None = None
     note: str | None = None
     loaded_at: str
+
+
+# -- the decision policy -------------------------------------------------------------------------
+
+RuleName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", description="Unique rule name")]
+
+
+class RuleIn(msgspec.Struct, kw_only=True):
+    """A rule to save (a new one, or a new version of the one of that name)."""
+
+    name: RuleName
+    when: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=2000,
+            examples=["amount > 800 and category == 'shopping_net' and score > 0.2"],
+            description=(
+                "A condition over transaction fields, features, score and list flags (card_blocked, "
+                "merchant_allowed...); operators and, or, not, comparisons, in [...], + - * / %; "
+                "functions abs, min, max"
+            ),
+        ),
+    ]
+    action: Outcome
+    priority: Annotated[int, Meta(ge=0, le=1_000_000, description="Smaller is evaluated first")] = 100
+    mode: Annotated[Literal["active", "shadow"], Meta(description="shadow: evaluated and recorded, never acting")] = (
+        "active"
+    )
+
+
+#: An ISO 8601 date, or a date-time with an optional offset (the calendar itself is checked on arrival).
+ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+
+
+class RuleOut(msgspec.Struct, kw_only=True):
+    name: str
+    when: str
+    action: Outcome
+    priority: int
+    mode: Literal["active", "shadow"]
+    enabled: bool
+    updated_by: str
+    updated_at: str
+
+
+class ListEntryIn(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A value for the allow or block list. A card is a card number (tokenised at once) or its token."""
+
+    list: Literal["allow", "block"]
+    field: Literal["card", "merchant", "category"]
+    value: Annotated[str, Meta(min_length=1, max_length=256)]
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    expires_at: Annotated[
+        str | None,
+        Meta(
+            pattern=ISO_DATE, description="ISO date or date-time (UTC) when it stops applying", examples=["2027-01-01"]
+        ),
+    ] = None
+
+
+class ListEntryOut(msgspec.Struct, kw_only=True):
+    list: Literal["allow", "block"]
+    field: Literal["card", "merchant", "category"]
+    value: Annotated[str, Meta(description="The merchant, the category, or the card's token (never its number)")]
+    reason: str
+    author: str
+    created_at: str
+    expires_at: str | None
+
+
+class BacktestIn(msgspec.Struct, kw_only=True):
+    """A rule to try over the stored transactions of a period (``start <= event_time < end``).
+
+    ``end`` must be after ``start``, at most 800 days later. ``when`` is a condition in the rule language
+    (README, "Rules"): a syntax error, a construct or constant that is not allowed, or an expression that is
+    not a condition is refused with the column where it goes wrong.
+    """
+
+    when: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=2000,
+            description="A condition in the rule language, true or false for a transaction",
+            examples=["amount > 500 and category in ['shopping_net', 'misc_net']"],
+        ),
+    ]
+    start: Annotated[
+        str, Meta(pattern=ISO_DATE, description="ISO date or date-time (UTC), inclusive", examples=["2020-06-01"])
+    ]
+    end: Annotated[
+        str, Meta(pattern=ISO_DATE, description="ISO date or date-time (UTC), exclusive", examples=["2020-07-01"])
+    ]
+    action: Literal["review", "decline"] = "review"
+
+
+class BacktestOut(msgspec.Struct, kw_only=True):
+    """What the rule would have caught."""
+
+    n: Annotated[int, Meta(description="Transactions in the period")]
+    scored: Annotated[int, Meta(description="Of them, with a stored champion score")]
+    hits: int
+    hits_per_day: float
+    labelled: Annotated[int, Meta(description="Hits with a label")]
+    fraud_hits: int
+    precision: Annotated[float | None, Meta(description="fraud_hits / labelled")]
+    recall: Annotated[float | None, Meta(description="fraud_hits / labelled fraud of the period")]
+    fraud_amount_caught: float
+    legit_amount_hit: float
+    new_fraud_hits: Annotated[int, Meta(description="Fraud hits the model's review band missed")]
+    action: str
+    days: float

@@ -300,7 +300,7 @@ def check_rule(name: str, when: str, action: str, *, priority: int = 100, mode: 
     try:
         return Rule.parse(name, when, outcome.value, priority=priority, mode=rule_mode.value)
     except RuleSyntaxError as exc:
-        raise PolicyInputError("when", str(exc), column=exc.column) from None
+        raise PolicyInputError("when", exc.reason, column=exc.column) from None
 
 
 def save_rule(

@@ -329,3 +329,73 @@ def test_the_next_request_of_the_card_sees_the_recorded_transaction(
     client.post("/predict", json=first)  # recorded
     hits = client.post("/predict", json={**second, "record": False}).json()["rule_hits"]
     assert [h["rule"] for h in hits] == ["ten-minutes"]
+
+
+ADMIN = {"X-API-Key": "admin-key-for-tests-0123"}
+
+
+@pytest.fixture
+def admin_client(clean_db: Engine, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient[Any]]:
+    monkeypatch.setenv("ADMIN_API_KEYS", ADMIN["X-API-Key"])
+    from fraud_core.settings import Settings
+    from webapp.app import create_app
+
+    app = create_app(Settings(), engine=clean_db, scorer=None, dashboard=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_rule_changes_need_an_admin_key_and_bad_ones_are_422(admin_client: TestClient[Any]) -> None:
+    rule = {"name": "big", "when": "amount > 800", "action": "review", "mode": "shadow"}
+    assert admin_client.post("/rules", json=rule).status_code == 401
+    assert admin_client.post("/rules", json=rule, headers={"X-API-Key": "wrong"}).status_code == 401
+    saved = admin_client.post("/rules", json=rule, headers=ADMIN)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["updated_by"].startswith("admin-key:") and ADMIN["X-API-Key"] not in saved.text
+    bad = admin_client.post("/rules", json={**rule, "when": "amount > 1 and __import__('os')"}, headers=ADMIN)
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == [
+        {"field": "when", "reason": "calling '__import__' is not allowed (functions: abs, min, max) (column 16)"}
+    ]
+    assert admin_client.post("/rules", json={**rule, "action": "block"}, headers=ADMIN).status_code == 422
+    assert [r["name"] for r in admin_client.get("/rules").json()] == ["big"]
+    assert admin_client.delete("/rules/big", headers=ADMIN).status_code == 204
+    assert admin_client.delete("/rules/big").status_code == 401
+    assert admin_client.delete("/rules/nope", headers=ADMIN).status_code == 404
+    assert admin_client.get("/rules").json()[0]["enabled"] is False
+
+
+def test_without_admin_keys_changes_are_refused(client: TestClient[Any]) -> None:
+    answer = client.post("/rules", json={"name": "x", "when": "amount > 1", "action": "review"})
+    assert answer.status_code == 403 and "ADMIN_API_KEYS" in answer.json()["detail"]
+
+
+def test_lists_over_rest_never_show_the_card_number(admin_client: TestClient[Any]) -> None:
+    card = "4874913829548337"
+    entry = {"list": "block", "field": "card", "value": card, "reason": "stolen"}
+    added = admin_client.post("/lists", json=entry, headers=ADMIN)
+    assert added.status_code == 200, added.text
+    assert card not in added.text and len(added.json()["value"]) == 64
+    assert card not in admin_client.get("/lists").text
+    bad = admin_client.post("/lists", json={**entry, "value": "12"}, headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "value"
+    assert admin_client.post("/lists", json={**entry, "expires_at": "tomorrow"}, headers=ADMIN).status_code == 422
+    assert admin_client.post("/lists/remove", json=entry, headers=ADMIN).status_code == 204
+    assert admin_client.post("/lists/remove", json=entry, headers=ADMIN).status_code == 404
+    assert admin_client.get("/lists").json() == []
+
+
+def test_backtest_over_rest(admin_client: TestClient[Any], clean_db: Engine) -> None:
+    from tests.decision_support import stored_history
+
+    stored_history(clean_db)
+    body = {"when": "amount > 800 and category == 'shopping_net'", "start": "2020-03-01", "end": "2020-03-03"}
+    answer = admin_client.post("/rules/backtest", json=body)
+    assert answer.status_code == 200, answer.text
+    figures = answer.json()
+    assert (figures["n"], figures["hits"], figures["fraud_hits"], figures["new_fraud_hits"]) == (7, 4, 2, 1)
+    assert figures["fraud_amount_caught"] == pytest.approx(1750.0)
+    bad = admin_client.post("/rules/backtest", json={**body, "start": "March"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "start"
+    bad = admin_client.post("/rules/backtest", json={**body, "when": "amount >"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "when"
