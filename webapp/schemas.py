@@ -292,12 +292,17 @@ class ListEntryIn(msgspec.Struct, kw_only=True, omit_defaults=True):
     field: Literal["card", "merchant", "category"]
     value: Annotated[str, Meta(min_length=1, max_length=256)]
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    expires_at: Annotated[
-        str | None,
-        Meta(
-            pattern=ISO_DATE, description="ISO date or date-time (UTC) when it stops applying", examples=["2027-01-01"]
-        ),
-    ] = None
+    expires_at: (
+        Annotated[
+            str,
+            Meta(
+                pattern=ISO_DATE,
+                description="ISO date or date-time (UTC) when it stops applying",
+                examples=["2027-01-01"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ListEntryOut(msgspec.Struct, kw_only=True):
